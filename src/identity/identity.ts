@@ -1,0 +1,23 @@
+/**
+ * A signed-in person, as every identity provider reports them after normalisation.
+ */
+export interface Identity {
+  /** The provider's configured id (`identity_providers[].id`). */
+  provider: string;
+  /** The provider's stable subject identifier for this person. */
+  subject: string;
+  email?: string;
+  /** Only a verified email satisfies an email or domain rule. */
+  emailVerified: boolean;
+  name?: string;
+  picture?: string;
+  groups: string[];
+}
+
+/**
+ * The gateway's `sub` for an identity: stable per provider and subject, readable in logs and
+ * identity headers. Changing a provider's configured id changes its users' subs.
+ */
+export function accountIdFor(identity: Pick<Identity, 'provider' | 'subject'>): string {
+  return `${identity.provider}:${identity.subject}`;
+}

@@ -1,0 +1,53 @@
+/**
+ * The interface every upstream identity provider implements.
+ *
+ * A sign-in is two calls around a browser redirect. The gateway keeps the sign-in transaction
+ * (state, nonce, PKCE verifier) server-side, single-use and short-lived, keyed by `state`; the
+ * provider never stores anything itself.
+ */
+import type { Identity } from './identity.ts';
+
+export interface SignInStart {
+  /** Where to send the browser. */
+  url: string;
+  /** Values `complete` needs back (PKCE verifier, nonce); kept server-side by the caller. */
+  secrets: Record<string, string>;
+}
+
+export interface IdentityProvider {
+  readonly id: string;
+  readonly type: string;
+  /** Display name for the chooser page. */
+  readonly name: string;
+  readonly icon?: string | undefined;
+
+  /**
+   * Starts a sign-in. `state` is the gateway's own random value; `callbackUrl` is the exact
+   * redirect URI registered at the provider. Rejects when the provider is not ready
+   * (discovery not loaded yet), with a message fit for the log.
+   */
+  begin(input: { state: string; callbackUrl: string }): Promise<SignInStart>;
+
+  /**
+   * Finishes a sign-in from the URL the provider redirected the browser to. Validates
+   * everything the protocol requires (state, PKCE, ID token signature, issuer, audience, nonce,
+   * expiry) and rejects with `SignInError` on any failure or on an error the provider returned.
+   */
+  complete(input: { currentUrl: URL; state: string; secrets: Record<string, string> }): Promise<Identity>;
+
+  /** Whether the provider can start sign-ins now, and why not, for /ready. */
+  readiness(): { ready: boolean; detail?: string };
+
+  /** Stops background work (discovery retries). */
+  close(): void;
+}
+
+/** A sign-in that failed at or after the provider; `userMessage` is safe to show. */
+export class SignInError extends Error {
+  readonly userMessage: string;
+  constructor(message: string, userMessage: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SignInError';
+    this.userMessage = userMessage;
+  }
+}

@@ -1,0 +1,2 @@
+export { forwardRequest, sendJsonRpcError, type ForwardOptions } from './http.ts';
+export { clientResponseHeaders, upstreamRequestHeaders, type ForwardedIdentity, type IdentityHeaderNames } from './headers.ts';

@@ -1,0 +1,117 @@
+/**
+ * A protected MCP endpoint: `/<service>/mcp` (and the same with a trailing slash).
+ *
+ * Each request runs these steps in order; the first that answers ends it:
+ *   1. CORS preflight       answered without a token
+ *   2. origin               a foreign browser Origin is refused (DNS rebinding)
+ *   3. body size            over the service's limit → 413
+ *   4. bearer               none → 401 challenge; bad, expired, revoked or another service's → 401 invalid_token
+ *   5. access policy        the gateway's and the service's `access` rules, on every request
+ *   6. forward              identity headers set, the client's Authorization never forwarded
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Account, ProtectedService } from '../authz/index.ts';
+import { decideAccess, type AccessPolicy } from '../policy/index.ts';
+import { bearerChallenge, metadataUrl, type BearerVerifier } from '../resource/index.ts';
+import { forwardRequest, sendJsonRpcError } from './http.ts';
+import { upstreamRequestHeaders, type IdentityHeaderNames } from './headers.ts';
+
+export interface McpServiceDefinition {
+  upstream: string;
+  timeout_ms: number;
+  max_body_bytes: number;
+  access?: AccessPolicy | undefined;
+  forward: { identity_headers: IdentityHeaderNames | null };
+}
+
+export interface McpEndpointContext {
+  issuer: string;
+  verifier: BearerVerifier;
+  access: AccessPolicy;
+  /** Browser origins allowed besides the gateway's own. */
+  allowedOrigins: ReadonlySet<string>;
+  loadAccount(accountId: string): Promise<Account | undefined>;
+}
+
+const CORS_BASE = {
+  'access-control-expose-headers': 'WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version',
+  vary: 'Origin',
+};
+
+export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedService<McpServiceDefinition & { path: string }>, context: McpEndpointContext): void {
+  const definition = service.definition;
+  const challengeUrl = metadataUrl(service, context.issuer);
+  const ownOrigin = new URL(context.issuer).origin;
+
+  const handle = async (request: FastifyRequest, reply: FastifyReply) => {
+    const origin = request.headers.origin;
+    const corsHeaders: Record<string, string> = { ...CORS_BASE, 'access-control-allow-origin': origin ?? '*' };
+
+    if (request.method === 'OPTIONS') {
+      return reply.code(204).headers({
+        ...corsHeaders,
+        'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+        'access-control-allow-headers': String(request.headers['access-control-request-headers'] ?? 'Authorization, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID'),
+        'access-control-max-age': '600',
+      }).send();
+    }
+
+    const deny = (status: number, kind: 'forbidden' | 'unauthorized' | 'payload_too_large', message: string, extra: Record<string, string> = {}) => {
+      reply.hijack();
+      sendJsonRpcError(reply.raw, status, kind, message, null, { ...corsHeaders, ...extra });
+      return reply;
+    };
+
+    if (origin && origin !== ownOrigin && origin !== 'null' && !context.allowedOrigins.has(origin)) {
+      return deny(403, 'forbidden', `requests from the browser origin ${origin} are not allowed`);
+    }
+    const length = Number(request.headers['content-length'] ?? 0);
+    if (length > definition.max_body_bytes) return deny(413, 'payload_too_large', 'the request body is too large');
+
+    const authorization = request.headers.authorization ?? '';
+    const match = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization);
+    if (!match?.[1]) {
+      return deny(401, 'unauthorized', 'authorization required', {
+        'www-authenticate': bearerChallenge({ resourceMetadata: challengeUrl, scope: service.scopes }),
+      });
+    }
+    const result = await context.verifier.verify(match[1], service.resourceUrl);
+    if (!result.ok) {
+      return deny(401, 'unauthorized', result.description, {
+        'www-authenticate': bearerChallenge({ resourceMetadata: challengeUrl, scope: service.scopes, error: 'invalid_token', description: result.description }),
+      });
+    }
+    const account = await context.loadAccount(result.claims.sub);
+    const allowed = account && decideAccess(context.access, account).allowed
+      && (!definition.access || decideAccess(definition.access, account, service.displayName).allowed);
+    if (!account || !allowed) {
+      request.log.warn({ event: 'access.denied', account: result.claims.sub, service: service.id }, 'request denied by policy');
+      return deny(403, 'forbidden', `you do not have access to ${service.displayName}`);
+    }
+
+    reply.hijack();
+    for (const [name, value] of Object.entries(corsHeaders)) reply.raw.setHeader(name, value);
+    await forwardRequest(request.raw, reply.raw, {
+      upstream: definition.upstream,
+      method: request.method,
+      timeoutMs: definition.timeout_ms,
+      headers: upstreamRequestHeaders(request.headers, {
+        requestId: request.id,
+        names: definition.forward.identity_headers,
+        identity: {
+          accountId: account.accountId,
+          email: account.email,
+          name: account.name,
+          groups: account.groups,
+          provider: account.provider,
+          clientId: result.claims.client_id,
+        },
+      }),
+    });
+    return reply;
+  };
+
+  for (const url of [service.path, `${service.path}/`]) {
+    app.route({ method: ['GET', 'POST', 'DELETE', 'OPTIONS'], url, onRequest: handle, handler: async () => undefined });
+  }
+}

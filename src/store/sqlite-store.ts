@@ -1,0 +1,288 @@
+/**
+ * The SQLite engine: one database file shared by every gateway process on the host. Each
+ * operation is a single SQL statement, so SQLite's own locking makes consume, take and
+ * increment atomic across processes without explicit transactions.
+ */
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type SQLOutputValue } from 'node:sqlite';
+import {
+  epochSeconds,
+  StoreUnavailableError,
+  type PutOptions,
+  type Store,
+  type StoredRecord,
+  type StoredValue,
+} from './store.ts';
+
+export interface SqliteStoreOptions {
+  /** Database file; parent directories are created. `:memory:` gives a private in-memory database. */
+  path: string;
+  /** How often expired rows are removed; 0 or less disables the timer. Default 60 s. */
+  sweepIntervalMs?: number;
+  /** Clock in epoch milliseconds; injectable so tests can move time. */
+  now?: () => number;
+}
+
+/**
+ * Schema steps; step i takes the database from PRAGMA user_version i to i + 1. Append new
+ * steps, never edit shipped ones: databases in the field have already run them.
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE records (
+     kind TEXT NOT NULL,
+     id TEXT NOT NULL,
+     value TEXT NOT NULL,
+     expires_at INTEGER,
+     consumed_at INTEGER,
+     grant_id TEXT,
+     uid TEXT,
+     user_code TEXT,
+     PRIMARY KEY (kind, id)
+   );
+   CREATE INDEX records_grant_id ON records (grant_id);
+   CREATE INDEX records_uid ON records (kind, uid);
+   CREATE INDEX records_user_code ON records (kind, user_code);
+   CREATE INDEX records_expires_at ON records (expires_at);
+   CREATE TABLE counters (
+     key TEXT PRIMARY KEY,
+     value INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );`,
+];
+
+const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
+const DEFAULT_LIST_LIMIT = 1000;
+/** How long a statement waits for another process's write lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+const LIVE = '(expires_at IS NULL OR expires_at > :now)';
+const COLUMNS = 'value, expires_at, consumed_at';
+
+const STATEMENTS = {
+  put: `INSERT INTO records (kind, id, value, expires_at, consumed_at, grant_id, uid, user_code)
+        VALUES (:kind, :id, :value, :expiresAt, NULL, :grantId, :uid, :userCode)
+        ON CONFLICT (kind, id) DO UPDATE SET
+          value = excluded.value, expires_at = excluded.expires_at, consumed_at = NULL,
+          grant_id = excluded.grant_id, uid = excluded.uid, user_code = excluded.user_code`,
+  get: `SELECT ${COLUMNS} FROM records WHERE kind = :kind AND id = :id AND ${LIVE}`,
+  findByUid: `SELECT id, ${COLUMNS} FROM records
+              WHERE kind = :kind AND uid = :key AND ${LIVE} ORDER BY id LIMIT 1`,
+  findByUserCode: `SELECT id, ${COLUMNS} FROM records
+                   WHERE kind = :kind AND user_code = :key AND ${LIVE} ORDER BY id LIMIT 1`,
+  consume: `UPDATE records SET consumed_at = :at
+            WHERE kind = :kind AND id = :id AND consumed_at IS NULL AND ${LIVE}`,
+  delete: 'DELETE FROM records WHERE kind = :kind AND id = :id',
+  take: `DELETE FROM records WHERE kind = :kind AND id = :id RETURNING ${COLUMNS}`,
+  deleteByGrant: 'DELETE FROM records WHERE grant_id = :grantId',
+  list: `SELECT id, ${COLUMNS} FROM records
+         WHERE kind = :kind AND id GLOB :pattern AND ${LIVE} ORDER BY id LIMIT :limit`,
+  // One upsert, so concurrent increments from any process serialise on the row.
+  increment: `INSERT INTO counters (key, value, expires_at) VALUES (:key, 1, :now + :window)
+              ON CONFLICT (key) DO UPDATE SET
+                value = CASE WHEN expires_at <= :now THEN 1 ELSE value + 1 END,
+                expires_at = CASE WHEN expires_at <= :now THEN :now + :window ELSE expires_at END
+              RETURNING value`,
+  sweepRecords: 'DELETE FROM records WHERE expires_at <= :now',
+  sweepCounters: 'DELETE FROM counters WHERE expires_at <= :now',
+  ping: 'SELECT 1 AS ok',
+} as const;
+
+type Row = Record<string, SQLOutputValue>;
+
+export function createSqliteStore(options: SqliteStoreOptions): Store {
+  const now = options.now ?? Date.now;
+  const nowSeconds = (): number => epochSeconds(now());
+  const db = guard(() => openDatabase(options.path));
+  const sql = guard(() => prepareAll(db));
+
+  const interval = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+  // A failed background sweep is harmless: reads enforce expiry anyway and the next tick retries.
+  const sweepQuietly = (): void => void store.sweep().catch(() => undefined);
+  // unref'd so an idle store never keeps the process alive on its own.
+  const timer = interval > 0 ? setInterval(sweepQuietly, interval).unref() : undefined;
+
+  const store: Store = {
+    engine: 'sqlite',
+
+    async put(kind: string, id: string, value: StoredValue, putOptions: PutOptions = {}): Promise<void> {
+      const json = JSON.stringify(value);
+      const expiresAt = expiryFor(putOptions.ttlSeconds, nowSeconds()) ?? null;
+      const { grantId = null, uid = null, userCode = null } = putOptions;
+      guard(() => sql.put.run({ kind, id, value: json, expiresAt, grantId, uid, userCode }));
+    },
+
+    async get(kind: string, id: string): Promise<StoredRecord | undefined> {
+      const row = guard(() => sql.get.get({ kind, id, now: nowSeconds() }));
+      return row && toRecord(row);
+    },
+
+    async findByIndex(kind: string, index: 'uid' | 'userCode', key: string) {
+      const statement = index === 'uid' ? sql.findByUid : sql.findByUserCode;
+      const row = guard(() => statement.get({ kind, key, now: nowSeconds() }));
+      return row && { id: String(row.id), ...toRecord(row) };
+    },
+
+    async consume(kind: string, id: string, at: number): Promise<boolean> {
+      const result = guard(() => sql.consume.run({ kind, id, at, now: nowSeconds() }));
+      return Number(result.changes) === 1;
+    },
+
+    async delete(kind: string, id: string): Promise<void> {
+      guard(() => sql.delete.run({ kind, id }));
+    },
+
+    async take(kind: string, id: string): Promise<StoredRecord | undefined> {
+      const row = guard(() => sql.take.get({ kind, id }));
+      // An expired row is removed all the same; it just is not handed out.
+      if (!row || !isLive(row, nowSeconds())) return undefined;
+      return toRecord(row);
+    },
+
+    async deleteByGrant(grantId: string): Promise<void> {
+      guard(() => sql.deleteByGrant.run({ grantId }));
+    },
+
+    async list(kind: string, idPrefix: string, limit = DEFAULT_LIST_LIMIT) {
+      const pattern = `${escapeGlob(idPrefix)}*`;
+      const rows = guard(() => sql.list.all({ kind, pattern, limit, now: nowSeconds() }));
+      return rows.map((row) => ({ id: String(row.id), ...toRecord(row) }));
+    },
+
+    async increment(key: string, windowSeconds: number): Promise<number> {
+      const window = windowLength(windowSeconds);
+      const row = guard(() => sql.increment.get({ key, window, now: nowSeconds() }));
+      return Number(row?.value);
+    },
+
+    async sweep(): Promise<number> {
+      const at = nowSeconds();
+      const records = guard(() => sql.sweepRecords.run({ now: at }));
+      const counters = guard(() => sql.sweepCounters.run({ now: at }));
+      return Number(records.changes) + Number(counters.changes);
+    },
+
+    async ping(): Promise<void> {
+      guard(() => sql.ping.get());
+    },
+
+    async close(): Promise<void> {
+      clearInterval(timer);
+      if (db.isOpen) guard(() => db.close());
+    },
+  };
+  return store;
+}
+
+function openDatabase(path: string): DatabaseSync {
+  if (path !== ':memory:') createPrivateFile(path);
+  const db = new DatabaseSync(path);
+  try {
+    // WAL lets readers proceed while one process writes; busy_timeout makes writers queue
+    // for the lock instead of failing at once when several gateway processes share the file.
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    migrate(db);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/** Creates the file 0600 before SQLite does, so tokens and keys are never world-readable. */
+function createPrivateFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw error;
+  }
+  // The umask may have stripped bits from the mode given to open.
+  chmodSync(path, 0o600);
+}
+
+function migrate(db: DatabaseSync): void {
+  // IMMEDIATE takes the write lock before reading the version, so two processes starting
+  // together cannot both run the same step.
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const row = db.prepare('PRAGMA user_version').get();
+    const version = Number(row?.user_version ?? 0);
+    if (version > MIGRATIONS.length) {
+      throw new Error(
+        `store schema version ${version} is newer than this gateway supports (${MIGRATIONS.length})`,
+      );
+    }
+    for (const step of MIGRATIONS.slice(version)) db.exec(step);
+    db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
+    db.exec('COMMIT');
+  } catch (error) {
+    db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+function prepareAll(db: DatabaseSync) {
+  const entries = Object.entries(STATEMENTS).map(([name, text]) => [name, db.prepare(text)]);
+  return Object.fromEntries(entries) as Record<keyof typeof STATEMENTS, ReturnType<DatabaseSync['prepare']>>;
+}
+
+/**
+ * Runs a database call, turning engine failures (disk full, I/O error, busy, closed database)
+ * into StoreUnavailableError so the HTTP layer answers 503. Other errors pass through.
+ */
+function guard<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (error) {
+    if (isEngineError(error)) {
+      throw new StoreUnavailableError(`sqlite store unavailable: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+function isEngineError(error: unknown): error is Error {
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code;
+  // ERR_SQLITE_ERROR carries SQLite's own result code; ERR_INVALID_STATE means the database
+  // or statement was closed. Errno codes cover failures creating the directory or file.
+  return code === 'ERR_SQLITE_ERROR' || code === 'ERR_INVALID_STATE' || isErrno(error);
+}
+
+function isErrno(error: Error): boolean {
+  return typeof (error as NodeJS.ErrnoException).errno === 'number' && 'syscall' in error;
+}
+
+function isLive(row: Row, at: number): boolean {
+  return row.expires_at === null || Number(row.expires_at) > at;
+}
+
+function toRecord(row: Row): StoredRecord {
+  const record: StoredRecord = { value: JSON.parse(String(row.value)) as StoredValue };
+  if (row.consumed_at !== null) record.consumedAt = Number(row.consumed_at);
+  if (row.expires_at !== null) record.expiresAt = Number(row.expires_at);
+  return record;
+}
+
+/** GLOB is case-sensitive and uses the primary key for a literal prefix; LIKE would do neither. */
+function escapeGlob(literal: string): string {
+  return literal.replace(/[*?[]/g, (char) => `[${char}]`);
+}
+
+/** Expiry in epoch seconds for a ttl; whole seconds, rounded up so a record never lives shorter. */
+function expiryFor(ttlSeconds: number | undefined, at: number): number | undefined {
+  if (ttlSeconds === undefined || ttlSeconds === 0) return undefined;
+  if (!Number.isFinite(ttlSeconds) || ttlSeconds < 0) {
+    throw new RangeError(`ttlSeconds must be a non-negative number, got ${ttlSeconds}`);
+  }
+  return at + Math.ceil(ttlSeconds);
+}
+
+function windowLength(windowSeconds: number): number {
+  if (!Number.isFinite(windowSeconds) || windowSeconds <= 0) {
+    throw new RangeError(`windowSeconds must be a positive number, got ${windowSeconds}`);
+  }
+  return Math.ceil(windowSeconds);
+}

@@ -1,0 +1,116 @@
+/**
+ * The Store: every piece of state the gateway keeps, behind one small interface.
+ *
+ * Records are JSON objects grouped by `kind` (an oidc-provider model name such as
+ * `AuthorizationCode`, or a gateway kind such as `consent` or `signing-keys`) and addressed
+ * by `id` within their kind. Every engine (memory, sqlite, redis, postgres) passes the same
+ * contract suite in `test/store-contract.ts`; this file is the specification that suite checks.
+ *
+ * Rules every engine follows:
+ * - Expiry is enforced on read: a record whose `expiresAt` has passed is never returned, even
+ *   if the periodic sweep has not removed it yet.
+ * - Reads of a missing record resolve to `undefined`; they never throw.
+ * - Engine failures (connection lost, disk full) reject with a `StoreUnavailableError`, so the
+ *   HTTP layer can answer 503 instead of 500.
+ * - Values are stored as given (JSON-serialisable); engines never interpret them. Secrets are
+ *   hashed or encrypted by the caller before they get here.
+ */
+
+export type StoredValue = Record<string, unknown>;
+
+/** A record as read back: its value plus the bookkeeping the store keeps beside it. */
+export interface StoredRecord {
+  value: StoredValue;
+  /** Epoch seconds at which `consume` first succeeded, if it did. */
+  consumedAt?: number;
+  /** Epoch seconds after which the record is gone; absent = kept until deleted. */
+  expiresAt?: number;
+}
+
+export interface PutOptions {
+  /** Lifetime in seconds from now. Absent or 0 = no expiry. */
+  ttlSeconds?: number;
+  /** Indexes the record under this grant id, for `deleteByGrant`. */
+  grantId?: string;
+  /** Indexes the record for `findByIndex(kind, 'uid', …)` (oidc-provider sessions). */
+  uid?: string;
+  /** Indexes the record for `findByIndex(kind, 'userCode', …)` (device flow). */
+  userCode?: string;
+}
+
+export interface Store {
+  /** Engine name, for logs and /ready. */
+  readonly engine: 'memory' | 'sqlite' | 'redis' | 'postgres';
+
+  /**
+   * Creates or replaces the record (kind, id). Replacing keeps nothing of the old record:
+   * indexes, expiry and the consumed mark are those of the new call.
+   */
+  put(kind: string, id: string, value: StoredValue, options?: PutOptions): Promise<void>;
+
+  /** The record, or `undefined` when it is missing or expired. */
+  get(kind: string, id: string): Promise<StoredRecord | undefined>;
+
+  /** The record whose `uid` or `userCode` index equals `key`, with its id; `undefined` on a miss. */
+  findByIndex(
+    kind: string,
+    index: 'uid' | 'userCode',
+    key: string,
+  ): Promise<(StoredRecord & { id: string }) | undefined>;
+
+  /**
+   * Marks the record consumed at `at` (epoch seconds) if it exists, is unexpired and was not
+   * consumed before. Atomic: of any number of concurrent calls for one record, across every
+   * process sharing the store, exactly one resolves `true`; the others, and calls on a missing,
+   * expired or already consumed record, resolve `false`. The first `consumedAt` is kept.
+   */
+  consume(kind: string, id: string, at: number): Promise<boolean>;
+
+  /** Removes the record; a miss is not an error. */
+  delete(kind: string, id: string): Promise<void>;
+
+  /**
+   * Reads and removes the record in one atomic step: of concurrent calls, at most one gets
+   * the record. For single-use state such as an upstream sign-in transaction.
+   */
+  take(kind: string, id: string): Promise<StoredRecord | undefined>;
+
+  /** Removes every record, of every kind, that was put with this `grantId`. */
+  deleteByGrant(grantId: string): Promise<void>;
+
+  /**
+   * Every unexpired record of `kind` whose id starts with `idPrefix`, in id order, at most
+   * `limit` (default 1000). For small per-user listings (consents), never for hot paths.
+   */
+  list(kind: string, idPrefix: string, limit?: number): Promise<Array<StoredRecord & { id: string }>>;
+
+  /**
+   * Adds 1 to the counter `key` and returns the new value. The counter starts at 0, lives
+   * `windowSeconds` from its first increment and then starts over (fixed window). Exact
+   * under concurrency.
+   */
+  increment(key: string, windowSeconds: number): Promise<number>;
+
+  /** Removes expired records; returns how many. Engines with native expiry may return 0. */
+  sweep(): Promise<number>;
+
+  /** Cheap round trip for /ready: resolves when the engine answers, rejects otherwise. */
+  ping(): Promise<void>;
+
+  /** Releases connections and timers. The store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/** The engine is unreachable or failing; callers map this to 503. */
+export class StoreUnavailableError extends Error {
+  readonly code = 'STORE_UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/** Current time in epoch seconds, the unit of every store timestamp. */
+export function epochSeconds(now: number = Date.now()): number {
+  return Math.floor(now / 1000);
+}
