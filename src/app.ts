@@ -18,6 +18,7 @@ import { createSealer, createStore, deriveSecret, StoreUnavailableError, type St
 import { createLogger } from './ops/logger.ts';
 import { registerHealthRoutes } from './ops/health.ts';
 import { apiSecurityHeaders } from './ops/security-headers.ts';
+import { trackUnusedConnections } from './ops/connections.ts';
 
 export interface GatewayOptions {
   /** Where logs go (default stdout). */
@@ -146,6 +147,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   });
   app.setNotFoundHandler(async (request, reply) => reply.code(404).send({ error: 'not_found', error_description: `nothing is served at ${request.url.split('?')[0]}` }));
 
+  const connections = trackUnusedConnections(app.server);
   mountAuthorizationServer(app, provider, issuer);
 
   const interactionContext: InteractionContext = {
@@ -176,7 +178,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     logger,
     listenUrl: `http://${host}:${port}`,
     async close() {
-      await app.close();
+      const closing = app.close();
+      connections.closeUnused();
+      await closing;
       for (const idp of identityProviders.values()) idp.close();
       await store.close();
     },

@@ -34,11 +34,15 @@ export function loadConfigFile(path: string, env: Env = process.env): Config {
 export function parseConfigText(text: string, options: ConfigOptions = {}): Config {
   const source = options.source ?? 'configuration text';
   const lineCounter = new LineCounter();
-  const document = parseDocument(text, { prettyErrors: false, lineCounter });
+  const document = parseDocument(text, { prettyErrors: false, lineCounter, merge: true });
   if (document.errors.length > 0) {
-    // After the first error, the parser's "unexpected token" errors mostly echo that error.
-    const errors = document.errors.filter((error, index) => index === 0 || error.code !== 'UNEXPECTED_TOKEN');
-    throw new ConfigError(source, errors.map((error) => describeYamlError(error, text, lineCounter)));
+    // After the first error, the parser's "unexpected token" errors and further errors on the
+    // same line mostly echo that error: report one per line, and those tokens not at all.
+    const problems = document.errors
+      .filter((error, index) => index === 0 || error.code !== 'UNEXPECTED_TOKEN')
+      .map((error) => describeYamlError(error, text, lineCounter))
+      .filter((problem, index, all) => all.findIndex((other) => other.line === problem.line) === index);
+    throw new ConfigError(source, problems);
   }
   let raw: unknown;
   try {

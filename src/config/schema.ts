@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import type { KeyPath } from './config-error.ts';
 
@@ -227,16 +227,16 @@ const nobodyAllowed =
   'lists nobody, so no one could sign in: list who may under users, emails, domains or groups, ' +
   'or use users: ["*"] for anyone who can sign in at the identity provider';
 
-function allowsSomeone(rules: Record<string, unknown>): boolean {
-  return Object.keys(rulesShape).some((key) => {
-    const value = rules[key];
-    return Array.isArray(value) && value.length > 0;
-  });
+/** Whether every list is empty; undefined when a list is malformed (reported on its own). */
+function namesNobody(rules: Record<string, unknown>): boolean | undefined {
+  const lists = Object.keys(rulesShape).map((key) => rules[key] ?? []);
+  if (!lists.every(Array.isArray)) return undefined;
+  return lists.every((list) => list.length === 0);
 }
 
 /** `allow`, when present, must name someone: an empty allow list is almost certainly a mistake. */
 function checkAllow(access: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
-  if (isRecord(access) && isRecord(access.allow) && !allowsSomeone(access.allow)) {
+  if (isRecord(access) && isRecord(access.allow) && namesNobody(access.allow) === true) {
     ctx.addIssue({ code: 'custom', path: ['allow'], message: nobodyAllowed, input: access.allow });
   }
 }
@@ -477,10 +477,14 @@ const clients = z.strictObject({
 
 const defaultStorePath = './data/gatehouse.db';
 
+const hostName = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
+
 const configShape = {
   public_url: publicUrl,
   listen: z.strictObject({
-    host: text.default('127.0.0.1'),
+    host: z.string().refine((host) => isIP(host) !== 0 || hostName.test(host), {
+      error: 'must be a host name or IP address, without scheme, port or brackets (e.g. 0.0.0.0, ::, 127.0.0.1)',
+    }).default('127.0.0.1'),
     port: integer(0, 65_535).default(8080),
   }).prefault({}),
   trust_proxy: z.preprocess(

@@ -58,6 +58,10 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
 
     const deny = (status: number, kind: 'forbidden' | 'unauthorized' | 'payload_too_large', message: string, extra: Record<string, string> = {}) => {
       reply.hijack();
+      // The body was not read: drain it so the connection can be reused (and closed cleanly at
+      // shutdown), except when it is too large to be worth reading.
+      if (status === 413) extra.connection = 'close';
+      else request.raw.resume();
       sendJsonRpcError(reply.raw, status, kind, message, null, { ...corsHeaders, ...extra });
       return reply;
     };

@@ -16,8 +16,10 @@ export class MemoryOAuthProvider implements OAuthClientProvider {
   verifier = '';
   authorizationUrl: URL | undefined;
   readonly metadata: OAuthClientMetadata;
+  readonly redirect: string;
 
-  constructor(readonly redirect: string, metadata: Partial<OAuthClientMetadata> = {}) {
+  constructor(redirect: string, metadata: Partial<OAuthClientMetadata> = {}) {
+    this.redirect = redirect;
     this.metadata = {
       client_name: 'Gatehouse test client',
       redirect_uris: [redirect],
