@@ -5,7 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { DestinationStream } from 'pino';
 import { randomUUID } from 'node:crypto';
-import type { Config } from './config/index.ts';
+import { isLoopbackHost, type Config } from './config/index.ts';
 import {
   accountClaims, clientRedirectSource, createAuthorizationServer, createServiceCatalog, loadAccount, loadSigningKeys,
   mountAuthorizationServer, registerConsentRoutes, registerSignInRoutes, showConsent, type Account, type InteractionContext,
@@ -14,6 +14,7 @@ import { createDevProvider, createOidcProvider, type IdentityProvider } from './
 import { decideAccess } from './policy/index.ts';
 import { createBearerVerifier, PRM_PREFIX, protectedResourceMetadata } from './resource/index.ts';
 import { registerMcpEndpoint } from './proxy/mcp-endpoint.ts';
+import { createIdentityAssertionSigner } from './proxy/identity-assertion.ts';
 import { createSealer, createStore, deriveSecret, StoreUnavailableError, type Store } from './store/index.ts';
 import { createLogger } from './ops/logger.ts';
 import { registerHealthRoutes } from './ops/health.ts';
@@ -160,10 +161,16 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   registerConsentRoutes(app, interactionContext);
 
   registerProtectedResourceMetadata(app, services, issuer);
-  const verifier = createBearerVerifier({ issuer, jwks: keys.publicJwks, store });
-  for (const service of services.all()) {
-    registerMcpEndpoint(app, service, { issuer, verifier, access, allowedOrigins: new Set(), loadAccount: accounts });
-  }
+  const endpointContext = {
+    issuer,
+    access,
+    verifier: createBearerVerifier({ issuer, jwks: keys.publicJwks, store }),
+    signIdentity: await createIdentityAssertionSigner(issuer, keys.privateJwks),
+    allowedOrigins: new Set<string>(),
+    allowLoopbackOrigins: isLoopbackHost(config.listen.host),
+    loadAccount: accounts,
+  };
+  for (const service of services.all()) registerMcpEndpoint(app, service, endpointContext);
   registerHealthRoutes(app, { store, identityProviders });
 
   await app.listen({ host: config.listen.host, port: config.listen.port });

@@ -1,41 +1,52 @@
 /**
  * Streamable HTTP forwarding: bodies stream both ways and are never buffered whole; SSE events
- * are written as they arrive; a client that goes away aborts the upstream request.
+ * are written as they arrive; a client that goes away aborts the upstream request, and an
+ * upstream that goes away ends the client's response.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import { jsonRpcError, type JsonRpcErrorKind } from '../errors/index.ts';
 import { clientResponseHeaders } from './headers.ts';
+import { BodyTooLargeError, MeteredBody } from './request-body.ts';
 
 export interface ForwardOptions {
   upstream: string;
   method: string;
   headers: Record<string, string>;
   timeoutMs: number;
-  /** The JSON-RPC id of the request, when the gateway could read it, for error bodies. */
-  rpcId?: string | number | null;
+  maxBodyBytes: number;
+  /** Extra response headers (CORS) for every answer, including the gateway's own errors. */
+  responseHeaders: Record<string, string>;
 }
 
-const agent = new Agent({ keepAliveTimeout: 30_000, connections: 256, pipelining: 1 });
+const agent = new Agent({ keepAliveTimeout: 30_000, connections: 512, pipelining: 1 });
+
+function hasBody(method: string): boolean {
+  return method !== 'GET' && method !== 'HEAD' && method !== 'DELETE' && method !== 'OPTIONS';
+}
 
 export async function forwardRequest(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
   const controller = new AbortController();
   const abort = () => controller.abort();
   res.once('close', abort);
-  const hasBody = options.method !== 'GET' && options.method !== 'HEAD' && options.method !== 'DELETE';
+  const body = hasBody(options.method) ? new MeteredBody(options.maxBodyBytes) : undefined;
+  // A body error (too large, client gone) must fail the upstream request, not crash the process.
+  const bodyDone = body ? pipeline(req, body).catch((error: unknown) => error) : Promise.resolve(undefined);
+  for (const [name, value] of Object.entries(options.responseHeaders)) res.setHeader(name, value);
   try {
     const upstream = await request(options.upstream, {
       dispatcher: agent,
       method: options.method as 'POST',
       headers: options.headers,
-      body: hasBody ? req : null,
+      body: body ?? null,
       signal: controller.signal,
       headersTimeout: options.timeoutMs,
       bodyTimeout: 0,
     });
     const headers = clientResponseHeaders(upstream.headers);
     if (String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      // Events must reach the client as they are written (no proxy or client buffering).
       headers['cache-control'] = 'no-cache, no-transform';
       headers['x-accel-buffering'] = 'no';
       res.socket?.setNoDelay(true);
@@ -44,13 +55,22 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     res.flushHeaders();
     await pipeline(upstream.body, res);
   } catch (error) {
-    if (res.headersSent || controller.signal.aborted) {
+    if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
-    const timeout = error instanceof undiciErrors.HeadersTimeoutError;
-    sendJsonRpcError(res, timeout ? 504 : 502, timeout ? 'upstream_timeout' : 'upstream_unavailable',
-      timeout ? 'the MCP server did not answer in time' : 'the MCP server is unreachable', options.rpcId ?? null);
+    // The upstream may have failed before reading the body: read it here (bounded by the size
+    // limit and a short wait) so the error can name the request's JSON-RPC id.
+    body?.resume();
+    const bodyError = await Promise.race([bodyDone, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+    const id = body?.rpcId() ?? null;
+    if (bodyError instanceof BodyTooLargeError || error instanceof BodyTooLargeError) {
+      sendJsonRpcError(res, 413, 'payload_too_large', 'the request body is too large', id, { connection: 'close' });
+    } else if (error instanceof undiciErrors.HeadersTimeoutError) {
+      sendJsonRpcError(res, 504, 'upstream_timeout', 'the MCP server did not answer in time', id);
+    } else {
+      sendJsonRpcError(res, 502, 'upstream_unavailable', 'the MCP server is unreachable', id);
+    }
   } finally {
     res.off('close', abort);
   }
@@ -58,6 +78,6 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
 
 export function sendJsonRpcError(res: ServerResponse, status: number, kind: JsonRpcErrorKind, message: string, id: string | number | null = null, extraHeaders: Record<string, string> = {}): void {
   const body = JSON.stringify(jsonRpcError(kind, message, id));
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...extraHeaders });
+  res.writeHead(status, { ...extraHeaders, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }

@@ -14,14 +14,18 @@ import type { Account, ProtectedService } from '../authz/index.ts';
 import { decideAccess, type AccessPolicy } from '../policy/index.ts';
 import { bearerChallenge, metadataUrl, type BearerVerifier } from '../resource/index.ts';
 import { forwardRequest, sendJsonRpcError } from './http.ts';
-import { upstreamRequestHeaders, type IdentityHeaderNames } from './headers.ts';
+import { upstreamRequestHeaders, type ForwardedIdentity, type IdentityHeaderNames } from './headers.ts';
+import type { IdentityAssertionSigner } from './identity-assertion.ts';
 
 export interface McpServiceDefinition {
   upstream: string;
   timeout_ms: number;
   max_body_bytes: number;
   access?: AccessPolicy | undefined;
-  forward: { identity_headers: IdentityHeaderNames | null };
+  forward: {
+    identity_headers: IdentityHeaderNames | null;
+    identity_jwt?: { header: string; ttl_seconds: number } | null | undefined;
+  };
 }
 
 export interface McpEndpointContext {
@@ -30,6 +34,9 @@ export interface McpEndpointContext {
   access: AccessPolicy;
   /** Browser origins allowed besides the gateway's own. */
   allowedOrigins: ReadonlySet<string>;
+  /** Whether browser pages on loopback origins may call (a gateway that listens on loopback only). */
+  allowLoopbackOrigins: boolean;
+  signIdentity: IdentityAssertionSigner;
   loadAccount(accountId: string): Promise<Account | undefined>;
 }
 
@@ -66,7 +73,7 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       return reply;
     };
 
-    if (origin && origin !== ownOrigin && origin !== 'null' && !context.allowedOrigins.has(origin)) {
+    if (origin && !originAllowed(origin, ownOrigin, context)) {
       return deny(403, 'forbidden', `requests from the browser origin ${origin} are not allowed`);
     }
     const length = Number(request.headers['content-length'] ?? 0);
@@ -93,24 +100,27 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       return deny(403, 'forbidden', `you do not have access to ${service.displayName}`);
     }
 
+    const identity: ForwardedIdentity = {
+      accountId: account.accountId,
+      email: account.email,
+      name: account.name,
+      groups: account.groups,
+      provider: account.provider,
+      clientId: result.claims.client_id,
+    };
+    const headers = upstreamRequestHeaders(request.headers, { requestId: request.id, names: definition.forward.identity_headers, identity });
+    const assertion = definition.forward.identity_jwt;
+    if (assertion) {
+      headers[assertion.header.toLowerCase()] = await context.signIdentity(identity, definition.upstream, assertion.ttl_seconds);
+    }
     reply.hijack();
-    for (const [name, value] of Object.entries(corsHeaders)) reply.raw.setHeader(name, value);
     await forwardRequest(request.raw, reply.raw, {
       upstream: definition.upstream,
       method: request.method,
       timeoutMs: definition.timeout_ms,
-      headers: upstreamRequestHeaders(request.headers, {
-        requestId: request.id,
-        names: definition.forward.identity_headers,
-        identity: {
-          accountId: account.accountId,
-          email: account.email,
-          name: account.name,
-          groups: account.groups,
-          provider: account.provider,
-          clientId: result.claims.client_id,
-        },
-      }),
+      maxBodyBytes: definition.max_body_bytes,
+      responseHeaders: corsHeaders,
+      headers,
     });
     return reply;
   };
@@ -118,4 +128,11 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
   for (const url of [service.path, `${service.path}/`]) {
     app.route({ method: ['GET', 'POST', 'DELETE', 'OPTIONS'], url, onRequest: handle, handler: async () => undefined });
   }
+}
+
+function originAllowed(origin: string, ownOrigin: string, context: McpEndpointContext): boolean {
+  if (origin === ownOrigin || context.allowedOrigins.has(origin)) return true;
+  if (!context.allowLoopbackOrigins) return false;
+  const url = URL.parse(origin);
+  return url !== null && (url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]');
 }

@@ -1,0 +1,34 @@
+/**
+ * The signed identity assertion (`forward.identity_jwt`): for MCP servers that must not trust
+ * plain headers, a short-lived JWT signed with the gateway's key (verifiable at /jwks) whose
+ * audience is that server's upstream URL, so it cannot be replayed to another server.
+ */
+import { randomUUID } from 'node:crypto';
+import { importJWK, SignJWT, type JWK } from 'jose';
+import type { ForwardedIdentity } from './headers.ts';
+
+export type IdentityAssertionSigner = (identity: ForwardedIdentity, audience: string, ttlSeconds: number) => Promise<string>;
+
+export async function createIdentityAssertionSigner(issuer: string, privateJwks: { keys: JWK[] }): Promise<IdentityAssertionSigner> {
+  const jwk = privateJwks.keys.find((key) => key.alg === 'ES256');
+  if (!jwk) throw new Error('no ES256 signing key for identity assertions');
+  const key = await importJWK(jwk, 'ES256');
+  return async (identity, audience, ttlSeconds) => {
+    const claims: Record<string, unknown> = {
+      client_id: identity.clientId,
+      provider: identity.provider,
+      groups: [...identity.groups],
+    };
+    if (identity.email) claims.email = identity.email;
+    if (identity.name) claims.name = identity.name;
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'gatehouse-identity+jwt' })
+      .setIssuer(issuer)
+      .setSubject(identity.accountId)
+      .setAudience(audience)
+      .setIssuedAt()
+      .setExpirationTime(`${ttlSeconds}s`)
+      .setJti(randomUUID())
+      .sign(key);
+  };
+}

@@ -1,0 +1,232 @@
+/**
+ * The protected MCP endpoints: challenges, CORS, origin checks, audience binding, identity
+ * headers and assertions, size limits, upstream failures, and streaming that is not buffered.
+ */
+import { createServer, type Server } from 'node:http';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { startDemoServer } from '../../src/demo/index.ts';
+import { freePort, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { redeem, runCodeFlow } from '../support/oauth-flow.ts';
+
+let gateway: TestGateway;
+let demo: Awaited<ReturnType<typeof startDemoServer>>;
+let silent: Server;
+let echo: Server;
+let echoed: Record<string, string | string[] | undefined> = {};
+const tokens: Record<string, string> = {};
+
+const INITIALIZE = JSON.stringify({
+  jsonrpc: '2.0', id: 'init-7', method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'proxy-test', version: '0' } },
+});
+
+async function tokenFor(service: string): Promise<string> {
+  const flow = await runCodeFlow(gateway, { params: { resource: `${gateway.origin}/${service}/mcp` } });
+  const response = await redeem(gateway, flow);
+  if (response.status !== 200) throw new Error(`token for ${service}: ${JSON.stringify(response.body)}`);
+  return String(response.body.access_token);
+}
+
+function post(path: string, token: string | undefined, init: { body?: string; headers?: Record<string, string> } = {}) {
+  return fetch(`${gateway.origin}${path}`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...init.headers,
+    },
+    body: init.body ?? INITIALIZE,
+  });
+}
+
+beforeAll(async () => {
+  demo = await startDemoServer({ port: 0 });
+  silent = createServer(() => { /* never answers: the upstream timeout */ });
+  echo = createServer((req, res) => {
+    echoed = req.headers;
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive', 'x-internal': 'secret' }).end('{"jsonrpc":"2.0","id":1,"result":{}}'));
+  });
+  await Promise.all([silent, echo].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))));
+  const portOf = (server: Server) => (server.address() as { port: number }).port;
+  const closedPort = await freePort();
+  gateway = await startTestGateway({
+    identity_providers: [{ id: 'dev', type: 'dev' }],
+    access: { allow: { users: ['*'] } },
+    services: {
+      demo: { upstream: demo.url, scopes: ['tools.read', 'tools.call'], default: true },
+      other: { upstream: demo.url },
+      echo: { upstream: `http://127.0.0.1:${portOf(echo)}/mcp`, forward: { identity_jwt: true } },
+      slow: { upstream: `http://127.0.0.1:${portOf(silent)}/mcp`, timeout_ms: 1000 },
+      down: { upstream: `http://127.0.0.1:${closedPort}/mcp` },
+      small: { upstream: demo.url, max_body_bytes: 512 },
+    },
+  });
+  for (const service of ['demo', 'echo', 'slow', 'down', 'small']) tokens[service] = await tokenFor(service);
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await demo?.close();
+  silent?.closeAllConnections();
+  silent?.close();
+  echo?.close();
+});
+
+describe('challenges and metadata', () => {
+  it('answers a request without a token with 401, a quoted Bearer challenge and an absolute resource_metadata', async () => {
+    const response = await post('/demo/mcp', undefined);
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toBe(
+      `Bearer scope="tools.read tools.call", resource_metadata="${gateway.origin}/.well-known/oauth-protected-resource/demo/mcp"`,
+    );
+    expect(await response.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32001 } });
+  });
+
+  it('answers a bad token with error="invalid_token"', async () => {
+    const response = await post('/demo/mcp', 'not-a-token');
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer error="invalid_token", error_description="[^"]+", scope="tools.read tools.call", resource_metadata="http/);
+  });
+
+  it('serves protected-resource metadata per service and at the root for the default one, query strings tolerated', async () => {
+    const perService = await fetch(`${gateway.origin}/.well-known/oauth-protected-resource/echo/mcp?x=1`);
+    expect(perService.status).toBe(200);
+    expect(perService.headers.get('access-control-allow-origin')).toBe('*');
+    expect(await perService.json()).toEqual({
+      resource: `${gateway.origin}/echo/mcp`,
+      authorization_servers: [gateway.issuer],
+      scopes_supported: ['mcp'],
+      bearer_methods_supported: ['header'],
+      resource_name: 'echo',
+    });
+    const root = await (await fetch(`${gateway.origin}/.well-known/oauth-protected-resource`)).json();
+    expect(root.resource).toBe(`${gateway.origin}/demo/mcp`);
+    expect((await fetch(`${gateway.origin}/.well-known/oauth-protected-resource/nope/mcp`)).status).toBe(404);
+  });
+
+  it('answers unknown paths with 404 JSON', async () => {
+    const response = await fetch(`${gateway.origin}/nothing/here`);
+    expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: 'not_found' });
+  });
+});
+
+describe('CORS and origins', () => {
+  it('answers a preflight without a token and exposes the MCP headers', async () => {
+    const response = await fetch(`${gateway.origin}/demo/mcp`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://localhost:6274', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id' },
+    });
+    expect(response.status).toBe(204);
+    expect(response.headers.get('access-control-allow-origin')).toBe('http://localhost:6274');
+    expect(response.headers.get('access-control-allow-headers')).toContain('mcp-protocol-version');
+    const unauthorized = await post('/demo/mcp', undefined, { headers: { origin: 'http://localhost:6274' } });
+    expect(unauthorized.headers.get('access-control-expose-headers')).toContain('WWW-Authenticate');
+    expect(unauthorized.headers.get('access-control-expose-headers')).toContain('Mcp-Session-Id');
+  });
+
+  it('refuses a foreign browser origin with 403 and allows requests without Origin', async () => {
+    const foreign = await post('/demo/mcp', tokens.demo, { headers: { origin: 'https://evil.example' } });
+    expect(foreign.status).toBe(403);
+    expect((await post('/demo/mcp', tokens.demo)).status).toBe(200);
+  });
+});
+
+describe('audience, identity and headers', () => {
+  it('refuses a token issued for another service', async () => {
+    const response = await post('/other/mcp', tokens.demo);
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toContain('error="invalid_token"');
+  });
+
+  it('serves /svc/mcp and /svc/mcp/ as the same endpoint, without a redirect', async () => {
+    const response = await post('/demo/mcp/', tokens.demo);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('mcp-session-id')).toBeTruthy();
+  });
+
+  it('forwards allowed headers and the identity, never the client token, spoofed identity or hop-by-hop headers', async () => {
+    const response = await post('/echo/mcp', tokens.echo, {
+      headers: { 'x-user-email': 'spoof@evil.test', 'x-client-id': 'spoof', 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': 's-1', 'proxy-authorization': 'x', 'x-forwarded-user': 'mallory', te: 'trailers', 'last-event-id': '42' },
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('x-internal')).toBeNull();
+    expect(echoed.authorization).toBeUndefined();
+    expect(echoed['proxy-authorization']).toBeUndefined();
+    expect(echoed['x-forwarded-user']).toBeUndefined();
+    expect(echoed.te).toBeUndefined();
+    expect(echoed['x-user-email']).toBe('alice@example.com');
+    expect(echoed['x-user-id']).toBe('dev:alice@example.com');
+    expect(echoed['x-client-id']).toMatch(/^gh_/);
+    expect(echoed['mcp-session-id']).toBe('s-1');
+    expect(echoed['mcp-protocol-version']).toBe('2025-06-18');
+    expect(echoed['last-event-id']).toBe('42');
+    expect(echoed['x-request-id']).toBeTruthy();
+  });
+
+  it('signs an identity assertion for the upstream, verifiable at /jwks, bound to that upstream', async () => {
+    await post('/echo/mcp', tokens.echo);
+    const assertion = String(echoed['x-gatehouse-identity']);
+    const jwks = createRemoteJWKSet(new URL(`${gateway.origin}/jwks`));
+    const upstream = gateway.config.services.echo!.upstream;
+    const { payload } = await jwtVerify(assertion, jwks, { issuer: gateway.issuer, audience: upstream });
+    expect(payload).toMatchObject({ sub: 'dev:alice@example.com', email: 'alice@example.com', provider: 'dev' });
+    expect(payload.exp! - payload.iat!).toBe(60);
+    await expect(jwtVerify(assertion, jwks, { issuer: gateway.issuer, audience: demo.url })).rejects.toThrow();
+  });
+});
+
+describe('limits and upstream failures', () => {
+  it('refuses a body over the service limit with 413', async () => {
+    const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { pad: 'x'.repeat(2000) } });
+    const declared = await post('/small/mcp', tokens.small, { body: big });
+    expect(declared.status).toBe(413);
+    const chunked = await fetch(`${gateway.origin}/small/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens.small}`, 'content-type': 'application/json' },
+      body: new Blob([big]).stream(),
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+  });
+
+  it('answers an unreachable upstream with 502 and the request id', async () => {
+    const response = await post('/down/mcp', tokens.down);
+    expect(response.status).toBe(502);
+    expect(await response.json()).toEqual({ jsonrpc: '2.0', id: 'init-7', error: { code: -32010, message: 'the MCP server is unreachable' } });
+  });
+
+  it('answers an upstream that does not answer in time with 504 and the request id', async () => {
+    const started = Date.now();
+    const response = await post('/slow/mcp', tokens.slow);
+    expect(response.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await response.json()).toMatchObject({ id: 'init-7', error: { code: -32011 } });
+  });
+});
+
+describe('streaming', () => {
+  it('forwards server events as they are sent, not all at the end', async () => {
+    const transport = new StreamableHTTPClientTransport(new URL(`${gateway.origin}/demo/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${tokens.demo}` } },
+    });
+    const client = new Client({ name: 'stream-test', version: '1' });
+    await client.connect(transport);
+    const arrivals: number[] = [];
+    const started = Date.now();
+    await client.callTool({ name: 'countdown', arguments: { from: 4, interval_ms: 250 } }, undefined, {
+      onprogress: () => arrivals.push(Date.now() - started),
+    });
+    const finished = Date.now() - started;
+    expect(arrivals).toHaveLength(4);
+    // Spread over time: the first arrives well before the end, and consecutive ones ~250 ms apart.
+    expect(arrivals[0]!).toBeLessThan(finished - 500);
+    for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThan(150);
+    await client.close();
+  });
+});
