@@ -12,6 +12,12 @@ import { checkRedirectUri } from './redirect-uri.ts';
 export const NORMALISATION_HOOK_PROPERTY = 'software_id';
 
 export function normalizeClientMetadata(metadata: Record<string, unknown>): void {
+  // A member sent as JSON null means "not given" (RFC 7591 §2 defines no null values); taken
+  // literally it would fail the type checks that follow and refuse the whole registration.
+  for (const [key, value] of Object.entries(metadata)) {
+    if (value === null) delete metadata[key];
+  }
+
   const uris = Array.isArray(metadata.redirect_uris) ? metadata.redirect_uris : [];
   let local = false;
   for (const uri of uris) {

@@ -7,10 +7,11 @@
  * rotation with a grace window (adapter.ts), consent remembered per user, client and service
  * (consents.ts), and the gateway's own sign-in and consent pages (interactions).
  */
+import { IncomingMessage } from 'node:http';
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Store } from '../store/index.ts';
 import { createAdapterClass } from './adapter.ts';
-import { clientSecretMatches, generateClientSecret } from './client-secret.ts';
+import { clientSecretMatches, generateClientSecret, isHashedClientSecret } from './client-secret.ts';
 import { NORMALISATION_HOOK_PROPERTY, normalizeClientMetadata } from './client-metadata.ts';
 import { redirectUriMatches } from './redirect-uri.ts';
 import type { SigningKeys } from './signing-keys.ts';
@@ -19,6 +20,7 @@ import { loadConsentGrant } from './consents.ts';
 import { rewriteAuthorizationScope } from './authorization-request.ts';
 import { errorPage } from './views/index.ts';
 import { isAllowedClientIdUrl } from './client-id-url.ts';
+import { canonicalResource } from './resource-uri.ts';
 
 export interface AuthorizationServerOptions {
   issuer: string;
@@ -34,7 +36,11 @@ export interface AuthorizationServerOptions {
   secure: boolean;
   /** Loads a signed-in user for tokens; `undefined` when unknown or no longer allowed. */
   findAccount: (accountId: string) => Promise<Record<string, unknown> | undefined>;
-  /** Overrides the fetch oidc-provider uses for client metadata documents (tests: a CA). */
+  /**
+   * The fetch oidc-provider uses for client metadata documents and the `jwks_uri` they name
+   * (tests: one that trusts a local CA). It must honour the `dispatcher` it is given: that is
+   * oidc-provider's SSRF protection (see `outgoingFetch`).
+   */
   fetch?: typeof fetch;
 }
 
@@ -94,8 +100,11 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
         secretFactory: () => generateClientSecret(),
       },
       registrationManagement: { enabled: options.registration.enabled, rotateRegistrationAccessToken: false },
-      revocation: { enabled: true },
-      introspection: { enabled: true },
+      // Only the client a token was issued to may introspect or revoke it (RFC 7662 §4, RFC 7009
+      // §2.1): registration is open, so "any confidential client" means anyone. A stranger's
+      // request answers as for an unknown token (active: false; 200 without revoking).
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => {
@@ -161,13 +170,17 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
         status: ctx.status,
       });
     },
-    ...(options.fetch ? { fetch: options.fetch } : {}),
+    fetch: outgoingFetch(options),
+    // CIMD §"Max size": documents are small; a JWKS has no reason to be large either.
+    fetchResponseBodyLimits: { 'client_id metadata document': 5 * 1024, jwks_uri: 64 * 1024, sector_identifier_uri: 64 * 1024 },
   };
 
   const provider = new Provider(issuer, configuration);
   provider.proxy = true;
 
   adaptClientModel(provider);
+  adaptGrantModel(provider);
+  provider.use(registrationManagement(provider));
   provider.use(rewriteAuthorizationScope(services));
   provider.use(adjustMetadata(services));
   return provider;
@@ -193,6 +206,176 @@ function adaptClientModel(provider: Provider): void {
   prototype.compareClientSecret = async function compareClientSecret(actual: string) {
     return typeof this.clientSecret === 'string' && clientSecretMatches(this.clientSecret, actual);
   };
+}
+
+/**
+ * Grants keep their scopes per resource under the canonical resource URI. oidc-provider looks
+ * a grant's resource scopes up by the literal `resource` parameter, so without this a request
+ * naming `https://GW.example.com/svc/mcp/` never finds the scopes consented to for
+ * `https://gw.example.com/svc/mcp` (consents.ts stores the canonical form): the consent prompt
+ * comes back forever and tokens get no scope (RFC 8707 §2; MCP authorization, "Canonical
+ * Server URI").
+ */
+function adaptGrantModel(provider: Provider): void {
+  const prototype = provider.Grant.prototype as unknown as {
+    getResourceScope(resource: string): string;
+    addResourceScope(resource: string, scope: unknown): void;
+  };
+  const { getResourceScope, addResourceScope } = prototype;
+  const canonical = (resource: string) => (typeof resource === 'string' ? canonicalResource(resource) ?? resource : resource);
+  prototype.getResourceScope = function (this: unknown, resource: string) {
+    return getResourceScope.call(this, canonical(resource));
+  };
+  prototype.addResourceScope = function (this: unknown, resource: string, scope: unknown) {
+    addResourceScope.call(this, canonical(resource), scope);
+  };
+}
+
+/**
+ * Where oidc-provider's outgoing requests (client ID metadata documents, their `jwks_uri`) go.
+ *
+ * oidc-provider gives every such request a `dispatcher` of its own that destroys the connection
+ * when the connected peer is a special-use IP address (RFC 6890): private, loopback,
+ * link-local … It checks the socket's actual remote address, so the address it checked is the
+ * one the request is sent to, whatever DNS answers next (CIMD §"Server-Side Request Forgery";
+ * OAuth security BCP on SSRF). Production keeps it as given.
+ *
+ * Only `clients.cimd.allow_loopback` removes it: a metadata document served from this machine
+ * is exactly what that check refuses. The configuration accepts that flag only while the
+ * gateway listens on loopback (dev mode, tests); the URL rule (client-id-url.ts) still refuses
+ * private non-loopback hosts then.
+ */
+function outgoingFetch(options: Pick<AuthorizationServerOptions, 'fetch' | 'cimd'>): typeof fetch {
+  const transport: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  if (!options.cimd.allowLoopback) return transport;
+  return (input, init) => {
+    const { dispatcher: _specialUseIpCheck, ...rest } = (init ?? {}) as RequestInit & { dispatcher?: unknown };
+    return transport(input, rest);
+  };
+}
+
+/** The client configuration endpoint (RFC 7592 §2): `routes.registration` + `/:clientId`. */
+const CLIENT_CONFIGURATION_PATH = /^\/register\/([^/]+)$/;
+/** oidc-provider's own limit for JSON bodies. */
+const REGISTRATION_BODY_LIMIT = 56 * 1024;
+/**
+ * Stands in for a presented client secret that did not match. oidc-provider compares
+ * NUL-padded strings, so it must not be empty or NUL: it then equals neither a digest nor the
+ * empty secret of a public client.
+ */
+const NOT_THE_SECRET = 'not the client secret';
+
+/**
+ * RFC 7591/7592 with client secrets stored only as digests (client-secret.ts):
+ * - An update (PUT, RFC 7592 §2.2) carries the client's current `client_secret`. oidc-provider
+ *   compares it with the stored value as a plain string, which is the digest, so every such
+ *   update would fail. Here, before oidc-provider reads the body, a secret that matches the
+ *   digest is removed (oidc-provider then keeps the stored one, as it does when none is sent);
+ *   any other value is replaced by one that matches nothing, so oidc-provider refuses the update
+ *   with its usual `invalid_request`, after checking the registration access token.
+ * - Reads and updates answer with the stored metadata, digest included: it is left out. The
+ *   client received its secret once, in the registration response (RFC 7592 §2.1 lets the
+ *   server omit it).
+ * - Registration responses never carry JSON `null` (MCP clients' zod and pydantic parsers
+ *   refuse it; checklist §4b).
+ */
+function registrationManagement(provider: Provider) {
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<void>) => {
+    const managed = CLIENT_CONFIGURATION_PATH.exec(ctx.path);
+    if (managed?.[1] && ctx.method === 'PUT' && ctx.is('application/json')) {
+      const clientId = safeDecode(managed[1]);
+      const body = await readRequestBody(ctx.req, REGISTRATION_BODY_LIMIT);
+      if (!body) {
+        ctx.status = 413;
+        ctx.body = { error: 'invalid_request', error_description: 'the request body is too large' };
+        return;
+      }
+      replayRequestBody(ctx, await withPresentedSecretChecked(provider, clientId, body));
+    }
+    await next();
+    const route = ctx.oidc?.route;
+    if ((route === 'registration' || route === 'client' || route === 'client_update') && isRecord(ctx.body)) {
+      const response = ctx.body;
+      for (const [key, value] of Object.entries(response)) if (value === null) delete response[key];
+      if (typeof response.client_secret === 'string' && isHashedClientSecret(response.client_secret)) delete response.client_secret;
+    }
+  };
+}
+
+async function withPresentedSecretChecked(provider: Provider, clientId: string | undefined, body: Buffer): Promise<Buffer> {
+  let update: unknown;
+  try {
+    update = JSON.parse(body.toString('utf8'));
+  } catch {
+    return body; // oidc-provider answers invalid_request
+  }
+  if (!isRecord(update) || !('client_secret' in update)) return body;
+  const stored = clientId ? await (provider.Client as unknown as ClientModelStatics).adapter.find(clientId) : undefined;
+  const digest = typeof stored?.client_secret === 'string' && stored.client_secret ? stored.client_secret : undefined;
+  const presented = update.client_secret;
+  // A client without a secret may echo an empty one, as oidc-provider itself accepts.
+  const matches = typeof presented === 'string' && (digest === undefined ? presented === '' : clientSecretMatches(digest, presented));
+  if (matches) {
+    delete update.client_secret;
+  } else {
+    update.client_secret = NOT_THE_SECRET;
+  }
+  return Buffer.from(JSON.stringify(update));
+}
+
+interface ClientModelStatics {
+  adapter: { find(id: string): Promise<Record<string, unknown> | undefined> };
+}
+
+/** The whole body, or `undefined` when it is longer than `limit` bytes. */
+async function readRequestBody(request: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request.iterator({ destroyOnReturn: false })) {
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    size += buffer.length;
+    if (size > limit) return undefined;
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * Gives oidc-provider a request whose body is `body`: a fresh `IncomingMessage` on the same
+ * socket with the same method, URL and headers (Content-Length adjusted), so its body parser
+ * reads it as it would the original.
+ */
+function replayRequestBody(ctx: KoaContextWithOIDC, body: Buffer): void {
+  const original = ctx.req;
+  const replay = new IncomingMessage(original.socket);
+  replay.method = original.method ?? 'PUT';
+  replay.url = original.url ?? ctx.path;
+  replay.httpVersion = original.httpVersion;
+  replay.httpVersionMajor = original.httpVersionMajor;
+  replay.httpVersionMinor = original.httpVersionMinor;
+  const headers = { ...original.headers, 'content-length': String(body.length) };
+  delete headers['transfer-encoding'];
+  replay.headers = headers;
+  // Marks the message as fully received, as Node's parser does; an incomplete one destroys its
+  // socket when it is itself destroyed after being read.
+  replay.complete = true;
+  replay.push(body);
+  replay.push(null);
+  ctx.req = replay;
+  ctx.request.req = replay;
+  ctx.response.req = replay;
+}
+
+function safeDecode(value: string): string | undefined {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**

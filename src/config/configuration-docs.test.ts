@@ -52,7 +52,7 @@ describe('docs/configuration.md', () => {
     expect(config.issuer).toBe('https://mcp.example.com/');
     expect(config.services.wiki?.forward.identity_jwt).toEqual({ header: 'X-Gatehouse-Identity', ttl_seconds: 60 });
     const unset = keyPaths()
-      .filter((path) => path !== 'dev' && !path.startsWith('dev.'))
+      .filter((path) => path !== 'dev' && !path.startsWith('dev.') && !path.endsWith('upstream_token'))
       .map((path) => path.split(/\.|\[\]/).filter((segment) => segment !== '' && segment !== '<name>').pop() as string)
       .filter((leaf) => !new RegExp(`^\\s*(- )?${leaf.replace('.', '\\.')}:`, 'm').test(text));
     expect(unset).toEqual([]);

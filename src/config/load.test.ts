@@ -85,6 +85,7 @@ describe('defaults', () => {
           },
           timeout_ms: 30000,
           max_body_bytes: 4194304,
+          method_scopes: {},
         },
       },
       clients: { registration: { enabled: true }, cimd: { enabled: true, allow_loopback: false }, static: [] },
@@ -109,14 +110,19 @@ describe('defaults', () => {
     const config = build({
       services: {
         a: { upstream: 'http://a', forward: { identity_headers: false, identity_jwt: true } },
-        b: { upstream: 'http://b', forward: { identity_headers: { email: 'X-Mail' }, identity_jwt: { ttl_seconds: 30 }, upstream_token: 'X-Token' } },
+        b: { upstream: 'http://b', forward: { identity_headers: { email: 'X-Mail' }, identity_jwt: { ttl_seconds: 30 } } },
       },
     });
     expect(config.services.a?.forward).toEqual({ identity_headers: null, identity_jwt: { header: 'X-Gatehouse-Identity', ttl_seconds: 60 } });
     expect(config.services.b?.forward.identity_headers?.email).toBe('X-Mail');
     expect(config.services.b?.forward.identity_headers?.user_id).toBe('X-User-Id');
     expect(config.services.b?.forward.identity_jwt).toEqual({ header: 'X-Gatehouse-Identity', ttl_seconds: 30 });
-    expect(config.services.b?.forward.upstream_token).toBe('X-Token');
+  });
+
+  it('refuses upstream_token, which this version does not implement', () => {
+    expect(messages(() => build({ services: { a: { upstream: 'http://a', forward: { upstream_token: 'X-Token' } } } }))).toEqual([
+      'services.a.forward.upstream_token: forwarding identity-provider tokens is not available in this version',
+    ]);
   });
 
   it('lower-cases e-mail addresses and domains', () => {
@@ -393,7 +399,7 @@ describe('validation', () => {
         ok: {
           upstream: 'http://b',
           scopes: ['tools.read', 'offline_access', 'two words'],
-          forward: { identity_headers: { email: 'X-User-Id', name: 'Bad Header' }, upstream_token: 'Host' },
+          forward: { identity_headers: { email: 'X-User-Id', name: 'Bad Header' }, identity_jwt: { header: 'Host' } },
         },
       },
     }))).toEqual([
@@ -401,7 +407,7 @@ describe('validation', () => {
       'services.ok.scopes[2]: must be a scope name: printable characters without spaces, quotes or backslashes',
       'services.ok.scopes[1]: offline_access is not a service scope: the gateway issues refresh tokens without it',
       'services.ok.forward.identity_headers.name: must be an HTTP header name such as X-User-Id',
-      'services.ok.forward.upstream_token: is a header that HTTP or the gateway itself controls; choose another name',
+      'services.ok.forward.identity_jwt.header: is a header that HTTP or the gateway itself controls; choose another name',
       'services.ok.forward.identity_headers.email: is the same header as forward.identity_headers.user_id',
     ]);
     expect(messages(() => build({ services: {} }))).toEqual(['services: list at least one service']);

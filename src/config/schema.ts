@@ -363,7 +363,11 @@ const forward = z.strictObject({
   identity_headers: z.preprocess(toggle(true), identityHeaderNames.nullable()),
   identity_jwt: z.preprocess(toggle(false), identityJwt.nullable()),
   upstream_token: headerName.optional(),
-}).superRefine(checkDistinctHeaders, always);
+}).superRefine(checkDistinctHeaders, always).superRefine((item, ctx) => {
+  if (item.upstream_token !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['upstream_token'], message: 'forwarding identity-provider tokens is not available in this version', input: item.upstream_token });
+  }
+});
 
 const service = z.strictObject({
   upstream: upstreamUrl,
@@ -380,11 +384,22 @@ const service = z.strictObject({
       }
     });
   }),
+  method_scopes: z.record(
+    z.string().regex(/^[a-z][a-zA-Z0-9_/-]*(:[^\s]+)?$/, { error: 'keys are MCP methods such as tools/call, or tools/call:<tool name>' }),
+    scopeToken,
+  ).default(() => ({})),
   default: flag().default(false),
   access: serviceAccess.optional(),
   forward: forward.prefault({ identity_headers: true, identity_jwt: false }),
   timeout_ms: integer(1000, 600_000).default(30_000),
   max_body_bytes: integer(1, 1024 ** 3).default(4 * 1024 * 1024),
+}).superRefine((item, ctx) => {
+  // A scope a method requires must be one the service offers, or no token could ever carry it.
+  for (const [method, scope] of Object.entries(item.method_scopes)) {
+    if (!item.scopes.includes(scope)) {
+      ctx.addIssue({ code: 'custom', path: ['method_scopes', method], message: `${scope} is not in this service's scopes`, input: scope });
+    }
+  }
 });
 
 const serviceName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, {

@@ -18,6 +18,8 @@ export interface ForwardOptions {
   maxBodyBytes: number;
   /** Extra response headers (CORS) for every answer, including the gateway's own errors. */
   responseHeaders: Record<string, string>;
+  /** The body, when a policy already had to read it; otherwise it is streamed from `req`. */
+  body?: Buffer | undefined;
 }
 
 const agent = new Agent({ keepAliveTimeout: 30_000, connections: 512, pipelining: 1 });
@@ -32,7 +34,8 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
   res.once('close', abort);
   const body = hasBody(options.method) ? new MeteredBody(options.maxBodyBytes) : undefined;
   // A body error (too large, client gone) must fail the upstream request, not crash the process.
-  const bodyDone = body ? pipeline(req, body).catch((error: unknown) => error) : Promise.resolve(undefined);
+  const source = options.body ? [options.body] : req;
+  const bodyDone = body ? pipeline(source, body).catch((error: unknown) => error) : Promise.resolve(undefined);
   for (const [name, value] of Object.entries(options.responseHeaders)) res.setHeader(name, value);
   try {
     const upstream = await request(options.upstream, {

@@ -16,9 +16,12 @@ import { bearerChallenge, metadataUrl, type BearerVerifier } from '../resource/i
 import { forwardRequest, sendJsonRpcError } from './http.ts';
 import { upstreamRequestHeaders, type ForwardedIdentity, type IdentityHeaderNames } from './headers.ts';
 import type { IdentityAssertionSigner } from './identity-assertion.ts';
+import { scopesNeeded } from './method-scopes.ts';
+import { BodyTooLargeError, readBody } from './request-body.ts';
 
 export interface McpServiceDefinition {
   upstream: string;
+  method_scopes: Readonly<Record<string, string>>;
   timeout_ms: number;
   max_body_bytes: number;
   access?: AccessPolicy | undefined;
@@ -63,7 +66,7 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       }).send();
     }
 
-    const deny = (status: number, kind: 'forbidden' | 'unauthorized' | 'payload_too_large', message: string, extra: Record<string, string> = {}) => {
+    const deny = (status: number, kind: 'forbidden' | 'unauthorized' | 'payload_too_large' | 'parse_error', message: string, extra: Record<string, string> = {}) => {
       reply.hijack();
       // The body was not read: drain it so the connection can be reused (and closed cleanly at
       // shutdown), except when it is too large to be worth reading.
@@ -100,6 +103,33 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       return deny(403, 'forbidden', `you do not have access to ${service.displayName}`);
     }
 
+    // Scopes by method need the parsed body: read it (bounded), decide, then forward it.
+    let body: Buffer | undefined;
+    if (request.method === 'POST' && Object.keys(definition.method_scopes).length > 0) {
+      try {
+        body = await readBody(request.raw, definition.max_body_bytes);
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) return deny(413, 'payload_too_large', 'the request body is too large');
+        throw error;
+      }
+      const needs = scopesNeeded(body, definition.method_scopes);
+      if (!needs.ok) return deny(400, 'parse_error', needs.reason);
+      const granted = new Set((result.claims.scope ?? '').split(' ').filter(Boolean));
+      const missing = needs.needed.filter((scope) => !granted.has(scope));
+      if (missing.length > 0) {
+        // The challenge names everything this call needs together with what the token has, so
+        // clients that re-authorize with exactly the challenge's scope keep their other rights.
+        return deny(403, 'forbidden', `this request needs the scope ${missing.join(' ')}`, {
+          'www-authenticate': bearerChallenge({
+            resourceMetadata: challengeUrl,
+            error: 'insufficient_scope',
+            scope: [...new Set([...granted, ...needs.needed])],
+            description: 'the access token lacks a scope this request needs',
+          }),
+        });
+      }
+    }
+
     const identity: ForwardedIdentity = {
       accountId: account.accountId,
       email: account.email,
@@ -120,6 +150,7 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       timeoutMs: definition.timeout_ms,
       maxBodyBytes: definition.max_body_bytes,
       responseHeaders: corsHeaders,
+      body,
       headers,
     });
     return reply;

@@ -56,3 +56,15 @@ export function jsonRpcIdOf(text: string): string | number | null {
   }
   return null;
 }
+
+/** Reads a whole body of at most `limit` bytes; for the requests whose body a policy must read. */
+export async function readBody(stream: AsyncIterable<Buffer>, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    length += chunk.length;
+    if (length > limit) throw new BodyTooLargeError(limit);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, length);
+}

@@ -23,8 +23,8 @@ const INITIALIZE = JSON.stringify({
   params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'proxy-test', version: '0' } },
 });
 
-async function tokenFor(service: string): Promise<string> {
-  const flow = await runCodeFlow(gateway, { params: { resource: `${gateway.origin}/${service}/mcp` } });
+async function tokenFor(service: string, scope?: string): Promise<string> {
+  const flow = await runCodeFlow(gateway, { params: { resource: `${gateway.origin}/${service}/mcp`, ...(scope ? { scope } : {}) } });
   const response = await redeem(gateway, flow);
   if (response.status !== 200) throw new Error(`token for ${service}: ${JSON.stringify(response.body)}`);
   return String(response.body.access_token);
@@ -64,9 +64,11 @@ beforeAll(async () => {
       slow: { upstream: `http://127.0.0.1:${portOf(silent)}/mcp`, timeout_ms: 1000 },
       down: { upstream: `http://127.0.0.1:${closedPort}/mcp` },
       small: { upstream: demo.url, max_body_bytes: 512 },
+      guarded: { upstream: demo.url, scopes: ['tools.read', 'tools.call'], method_scopes: { 'tools/call': 'tools.call', 'tools/call:whoami': 'tools.read' } },
     },
   });
-  for (const service of ['demo', 'echo', 'slow', 'down', 'small']) tokens[service] = await tokenFor(service);
+  for (const service of ['demo', 'echo', 'slow', 'down', 'small', 'guarded']) tokens[service] = await tokenFor(service);
+  tokens.guardedRead = await tokenFor('guarded', 'tools.read');
 });
 
 afterAll(async () => {
@@ -104,7 +106,7 @@ describe('challenges and metadata', () => {
       bearer_methods_supported: ['header'],
       resource_name: 'echo',
     });
-    const root = await (await fetch(`${gateway.origin}/.well-known/oauth-protected-resource`)).json();
+    const root = await (await fetch(`${gateway.origin}/.well-known/oauth-protected-resource`)).json() as { resource: string };
     expect(root.resource).toBe(`${gateway.origin}/demo/mcp`);
     expect((await fetch(`${gateway.origin}/.well-known/oauth-protected-resource/nope/mcp`)).status).toBe(404);
   });
@@ -178,6 +180,37 @@ describe('audience, identity and headers', () => {
     expect(payload).toMatchObject({ sub: 'dev:alice@example.com', email: 'alice@example.com', provider: 'dev' });
     expect(payload.exp! - payload.iat!).toBe(60);
     await expect(jwtVerify(assertion, jwks, { issuer: gateway.issuer, audience: demo.url })).rejects.toThrow();
+  });
+});
+
+describe('scopes by method (step-up)', () => {
+  const call = (token: string, name: string, id = 3) => post('/guarded/mcp', token, {
+    body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { text: 'hi' } } }),
+  });
+
+  it('answers a token without the needed scope with 403 insufficient_scope naming it', async () => {
+    const response = await call(tokens.guardedRead!, 'echo');
+    expect(response.status).toBe(403);
+    expect(response.headers.get('www-authenticate')).toBe(
+      `Bearer error="insufficient_scope", error_description="the access token lacks a scope this request needs", scope="tools.read tools.call", resource_metadata="${gateway.origin}/.well-known/oauth-protected-resource/guarded/mcp"`,
+    );
+  });
+
+  it('lets the same token through where its scope suffices, and a tool-specific rule win', async () => {
+    expect((await post('/guarded/mcp', tokens.guardedRead!)).status).toBe(200);
+    // tools/call:whoami needs only tools.read: the request reaches the server (which answers
+    // it without a session with 400, but not the gateway's 403).
+    expect((await call(tokens.guardedRead!, 'whoami')).status).not.toBe(403);
+  });
+
+  it('lets a token with the scope call', async () => {
+    expect((await call(tokens.guarded!, 'echo')).status).not.toBe(403);
+  });
+
+  it('fails closed on a body it cannot parse', async () => {
+    const response = await post('/guarded/mcp', tokens.guarded!, { body: '{not json' });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: -32700 } });
   });
 });
 
