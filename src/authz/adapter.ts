@@ -7,7 +7,7 @@
  *   as SHA-256 digests, and the copy of the value that oidc-provider puts in `jti` is dropped.
  * - Client secrets are stored as digests (see client-secret.ts).
  * - `consume` is atomic across every process on the store: a code redeemed twice at once
- *   yields one token response and one `invalid_grant`.
+ *   yields one token response and one `invalid_grant`, and the loser revokes the grant.
  * - Refresh-token rotation grace: for `graceSeconds` after a refresh token was first used it
  *   still reads as unused, so concurrent refreshes by one client's several processes don't
  *   revoke the grant. Reuse after that window reads as consumed and oidc-provider revokes the
@@ -95,7 +95,21 @@ export function createAdapterClass(options: AdapterOptions) {
       if (await store.consume(this.model, this.key(id), now())) return;
       if (this.model === 'RefreshToken' && (await this.withinGrace(id))) return;
       // Another request consumed it first (or it expired in between): this one loses the race.
+      // A code redeemed twice is a code reuse however close together the two requests came,
+      // so what it issued is revoked, as oidc-provider does when it sees the code already
+      // consumed (RFC 6749 §4.1.2). Deleting the grant is enough: the token
+      // endpoint and the bearer check both refuse tokens whose grant is gone, including tokens
+      // the winning request saves after this.
+      if (this.model === 'AuthorizationCode') await this.revokeGrantOf(id);
       throw new errors.InvalidGrant(`${this.model === 'AuthorizationCode' ? 'authorization code' : 'grant'} already used`);
+    }
+
+    async revokeGrantOf(id: string): Promise<void> {
+      const record = await store.get(this.model, this.key(id));
+      const grantId = record?.value.grantId;
+      if (typeof grantId !== 'string') return;
+      await store.deleteByGrant(grantId);
+      await store.delete('Grant', grantId);
     }
 
     async destroy(id: string): Promise<void> {
