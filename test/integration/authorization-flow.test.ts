@@ -358,12 +358,15 @@ describe('revocation (RFC 7009) and introspection (RFC 7662)', () => {
     const accessToken = String(tokens.body.access_token);
     const refreshToken = String(tokens.body.refresh_token);
 
-    // Access tokens are JWTs (RFC 9068), checked by signature at the MCP endpoint; oidc-provider
-    // refuses to introspect or revoke them (RFC 7009 §2.2.1 unsupported_token_type). Refresh
-    // tokens are opaque and stored, so those are what introspection and revocation act on.
+    // Access tokens are JWTs (RFC 9068): the gateway introspects them by verifying them, for
+    // the client they were issued to only; revoking one is refused (RFC 7009 §2.2.1
+    // unsupported_token_type) since revoking its refresh token revokes the grant.
     const jwtIntrospection = await postForm(gateway, '/introspect', { token: accessToken }, basic);
-    expect(jwtIntrospection.status).toBe(400);
-    expect(jwtIntrospection.body.error).toBe('unsupported_token_type');
+    expect(jwtIntrospection.status).toBe(200);
+    expect(jwtIntrospection.body).toMatchObject({
+      active: true, token_type: 'Bearer', client_id: client.client_id, sub: 'dev:alice@example.com', aud: `${gateway.origin}/demo/mcp`,
+    });
+    expect(jwtIntrospection.body.gid).toBeUndefined();
     const activeRt = await postForm(gateway, '/introspect', { token: refreshToken, token_type_hint: 'refresh_token' }, basic);
     expect(activeRt.status).toBe(200);
     expect(activeRt.body).toMatchObject({
@@ -382,6 +385,7 @@ describe('revocation (RFC 7009) and introspection (RFC 7662)', () => {
     const snooped = await postForm(gateway, '/introspect', { token: refreshToken }, otherBasic);
     expect(snooped.status).toBe(200);
     expect(snooped.body).toEqual({ active: false });
+    expect((await postForm(gateway, '/introspect', { token: accessToken }, otherBasic)).body).toEqual({ active: false });
     expect((await postForm(gateway, '/revoke', { token: refreshToken }, otherBasic)).status).toBe(200);
     expect((await postForm(gateway, '/introspect', { token: refreshToken }, basic)).body.active).toBe(true);
 
@@ -391,6 +395,7 @@ describe('revocation (RFC 7009) and introspection (RFC 7662)', () => {
     const inactive = await postForm(gateway, '/introspect', { token: refreshToken, token_type_hint: 'refresh_token' }, basic);
     expect(inactive.status).toBe(200);
     expect(inactive.body).toEqual({ active: false });
+    expect((await postForm(gateway, '/introspect', { token: accessToken }, basic)).body).toEqual({ active: false });
     const again = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: refreshToken }, basic);
     expect(again.status).toBe(400);
     expect(again.body.error).toBe('invalid_grant');
