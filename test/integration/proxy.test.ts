@@ -16,6 +16,9 @@ let demo: Awaited<ReturnType<typeof startDemoServer>>;
 let silent: Server;
 let echo: Server;
 let echoed: Record<string, string | string[] | undefined> = {};
+let streamer: Server;
+let upstreamClosed: Promise<void>;
+let markUpstreamClosed: () => void = () => undefined;
 const tokens: Record<string, string> = {};
 
 const INITIALIZE = JSON.stringify({
@@ -51,7 +54,18 @@ beforeAll(async () => {
     req.resume();
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive', 'x-internal': 'secret' }).end('{"jsonrpc":"2.0","id":1,"result":{}}'));
   });
-  await Promise.all([silent, echo].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))));
+  // An SSE upstream that writes an event every 50 ms until either side goes away; a request
+  // with `?hangup` is cut by the upstream itself after two events.
+  streamer = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let sent = 0;
+    const timer = setInterval(() => {
+      res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { n: ++sent } })}\n\n`);
+      if (sent >= 2 && req.url?.includes('hangup')) res.destroy();
+    }, 50);
+    res.on('close', () => { clearInterval(timer); markUpstreamClosed(); });
+  });
+  await Promise.all([silent, echo, streamer].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))));
   const portOf = (server: Server) => (server.address() as { port: number }).port;
   const closedPort = await freePort();
   gateway = await startTestGateway({
@@ -64,10 +78,12 @@ beforeAll(async () => {
       slow: { upstream: `http://127.0.0.1:${portOf(silent)}/mcp`, timeout_ms: 1000 },
       down: { upstream: `http://127.0.0.1:${closedPort}/mcp` },
       small: { upstream: demo.url, max_body_bytes: 512 },
+      stream: { upstream: `http://127.0.0.1:${portOf(streamer)}/mcp` },
+      hangup: { upstream: `http://127.0.0.1:${portOf(streamer)}/mcp?hangup` },
       guarded: { upstream: demo.url, scopes: ['tools.read', 'tools.call'], method_scopes: { 'tools/call': 'tools.call', 'tools/call:whoami': 'tools.read' } },
     },
   });
-  for (const service of ['demo', 'echo', 'slow', 'down', 'small', 'guarded']) tokens[service] = await tokenFor(service);
+  for (const service of ['demo', 'echo', 'slow', 'down', 'small', 'guarded', 'stream', 'hangup']) tokens[service] = await tokenFor(service);
   tokens.guardedRead = await tokenFor('guarded', 'tools.read');
 });
 
@@ -77,6 +93,8 @@ afterAll(async () => {
   silent?.closeAllConnections();
   silent?.close();
   echo?.close();
+  streamer?.closeAllConnections();
+  streamer?.close();
 });
 
 describe('challenges and metadata', () => {
@@ -261,5 +279,32 @@ describe('streaming', () => {
     expect(arrivals[0]!).toBeLessThan(finished - 500);
     for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThan(150);
     await client.close();
+  });
+
+  it('aborts the upstream request when the client goes away', async () => {
+    upstreamClosed = new Promise((resolve) => { markUpstreamClosed = resolve; });
+    const controller = new AbortController();
+    const response = await fetch(`${gateway.origin}/stream/mcp`, {
+      headers: { authorization: `Bearer ${tokens.stream}`, accept: 'text/event-stream' },
+      signal: controller.signal,
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    expect(response.headers.get('x-accel-buffering')).toBe('no');
+    const reader = response.body!.getReader();
+    await reader.read();
+    controller.abort();
+    const closedInTime = await Promise.race([upstreamClosed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 2000))]);
+    expect(closedInTime).toBe(true);
+  });
+
+  it('ends the client response when the upstream goes away', async () => {
+    const response = await fetch(`${gateway.origin}/hangup/mcp`, {
+      headers: { authorization: `Bearer ${tokens.hangup}`, accept: 'text/event-stream' },
+    });
+    const started = Date.now();
+    const text = await response.text().catch(() => 'aborted');
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(text === 'aborted' || text.includes('"n":2')).toBe(true);
   });
 });
