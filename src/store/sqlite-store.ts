@@ -175,12 +175,14 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
 function openDatabase(path: string): DatabaseSync {
   if (path !== ':memory:') createPrivateFile(path);
-  const db = new DatabaseSync(path);
+  // The busy timeout comes first: switching to WAL and migrating take locks that another
+  // process opening the same file at the same moment may hold for a while.
+  const db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS });
   try {
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // WAL lets readers proceed while one process writes; busy_timeout makes writers queue
     // for the lock instead of failing at once when several gateway processes share the file.
     db.exec('PRAGMA journal_mode = WAL');
-    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     migrate(db);
     return db;
   } catch (error) {
