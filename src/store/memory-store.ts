@@ -10,6 +10,8 @@ import {
   type Store,
   type StoredRecord,
   type StoredValue,
+  expiryFor,
+  windowLength,
 } from './store.ts';
 
 export interface MemoryStoreOptions {
@@ -199,22 +201,6 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
       counters.clear();
     },
   };
-}
-
-/** Expiry in epoch seconds for a ttl; whole seconds, rounded up so a record never lives shorter. */
-function expiryFor(ttlSeconds: number | undefined, at: number): number | undefined {
-  if (ttlSeconds === undefined || ttlSeconds === 0) return undefined;
-  if (!Number.isFinite(ttlSeconds) || ttlSeconds < 0) {
-    throw new RangeError(`ttlSeconds must be a non-negative number, got ${ttlSeconds}`);
-  }
-  return at + Math.ceil(ttlSeconds);
-}
-
-function windowLength(windowSeconds: number): number {
-  if (!Number.isFinite(windowSeconds) || windowSeconds <= 0) {
-    throw new RangeError(`windowSeconds must be a positive number, got ${windowSeconds}`);
-  }
-  return Math.ceil(windowSeconds);
 }
 
 function indexFields(options: PutOptions): Pick<Entry, 'grantId' | 'uid' | 'userCode'> {

@@ -13,6 +13,8 @@ import {
   type Store,
   type StoredRecord,
   type StoredValue,
+  expiryFor,
+  windowLength,
 } from './store.ts';
 
 export interface SqliteStoreOptions {
@@ -273,18 +275,3 @@ function escapeGlob(literal: string): string {
   return literal.replace(/[*?[]/g, (char) => `[${char}]`);
 }
 
-/** Expiry in epoch seconds for a ttl; whole seconds, rounded up so a record never lives shorter. */
-function expiryFor(ttlSeconds: number | undefined, at: number): number | undefined {
-  if (ttlSeconds === undefined || ttlSeconds === 0) return undefined;
-  if (!Number.isFinite(ttlSeconds) || ttlSeconds < 0) {
-    throw new RangeError(`ttlSeconds must be a non-negative number, got ${ttlSeconds}`);
-  }
-  return at + Math.ceil(ttlSeconds);
-}
-
-function windowLength(windowSeconds: number): number {
-  if (!Number.isFinite(windowSeconds) || windowSeconds <= 0) {
-    throw new RangeError(`windowSeconds must be a positive number, got ${windowSeconds}`);
-  }
-  return Math.ceil(windowSeconds);
-}

@@ -114,3 +114,20 @@ export class StoreUnavailableError extends Error {
 export function epochSeconds(now: number = Date.now()): number {
   return Math.floor(now / 1000);
 }
+
+/** Expiry in epoch seconds for a ttl; whole seconds, rounded up so a record never lives shorter. */
+export function expiryFor(ttlSeconds: number | undefined, at: number): number | undefined {
+  if (ttlSeconds === undefined || ttlSeconds === 0) return undefined;
+  if (!Number.isFinite(ttlSeconds) || ttlSeconds < 0) {
+    throw new RangeError(`ttlSeconds must be a non-negative number, got ${ttlSeconds}`);
+  }
+  return at + Math.ceil(ttlSeconds);
+}
+
+/** A counter window in whole seconds; engines share this rule. */
+export function windowLength(windowSeconds: number): number {
+  if (!Number.isFinite(windowSeconds) || windowSeconds <= 0) {
+    throw new RangeError(`windowSeconds must be a positive number, got ${windowSeconds}`);
+  }
+  return Math.ceil(windowSeconds);
+}
