@@ -41,6 +41,25 @@ export interface AdapterOptions {
   now?: () => number;
 }
 
+/**
+ * A registered client that no one ever consented to is removed after this long. Hosted clients
+ * register anew on every connection attempt (checklist §4b: "hundreds of orphan rows"); the
+ * first consent keeps a client for good (`keepClient`).
+ */
+export const UNUSED_CLIENT_TTL_SECONDS = 7 * 86400;
+
+/** The lifetime of a client record being written: none once kept, else the unused-client ttl. */
+async function unusedClientTtl(store: Store, clientId: string): Promise<number | undefined> {
+  const existing = await store.get('Client', clientId);
+  return existing && existing.expiresAt === undefined ? undefined : UNUSED_CLIENT_TTL_SECONDS;
+}
+
+/** Keeps a registered client for good, once a person consented to it. */
+export async function keepClient(store: Store, clientId: string): Promise<void> {
+  const existing = await store.get('Client', clientId);
+  if (existing?.expiresAt !== undefined) await store.put('Client', clientId, existing.value);
+}
+
 export function digestId(id: string): string {
   return createHash('sha256').update(id).digest('base64url');
 }
@@ -70,6 +89,7 @@ export function createAdapterClass(options: AdapterOptions) {
       }
       const putOptions: Parameters<Store['put']>[3] = {};
       if (expiresIn) putOptions.ttlSeconds = expiresIn;
+      if (this.model === 'Client') putOptions.ttlSeconds = await unusedClientTtl(store, id);
       if (typeof value.grantId === 'string') putOptions.grantId = value.grantId;
       if (typeof value.uid === 'string') putOptions.uid = value.uid;
       if (typeof value.userCode === 'string') putOptions.userCode = value.userCode;

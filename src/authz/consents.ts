@@ -12,6 +12,7 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Store } from '../store/index.ts';
 import type { ProtectedService, ServiceCatalog } from './service-catalog.ts';
+import { keepClient } from './adapter.ts';
 
 const KIND = 'consent';
 const CONSENT_TTL_SECONDS = 365 * 86400;
@@ -80,6 +81,7 @@ export async function approveConsent(
     grantedAt: Date.now(),
   };
   await store.put(KIND, id, { ...record }, { ttlSeconds: CONSENT_TTL_SECONDS, grantId });
+  await keepClient(store, input.clientId);
   return grantId;
 }
 

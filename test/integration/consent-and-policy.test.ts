@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoServer } from '../../src/demo/index.ts';
 import { HttpSession } from '../support/http-session.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
-import { callMcp, redeem, runCodeFlow } from '../support/oauth-flow.ts';
+import { callMcp, redeem, registerClient, runCodeFlow } from '../support/oauth-flow.ts';
 
 let gateway: TestGateway;
 let demo: Awaited<ReturnType<typeof startDemoServer>>;
@@ -75,6 +75,19 @@ describe('consent', () => {
     expect(flow.result.url.searchParams.get('error')).toBe('access_denied');
     expect(flow.result.url.searchParams.get('iss')).toBe(gateway.issuer);
     expect([302, 303]).toContain(flow.result.status);
+  });
+});
+
+describe('registered clients', () => {
+  it('expires a client no one consented to, and keeps one after the first consent', async () => {
+    const unused = await registerClient(gateway, ['http://127.0.0.1:53999/callback']);
+    const record = await gateway.store.get('Client', unused.client_id);
+    expect(record?.expiresAt).toBeGreaterThan(Date.now() / 1000 + 6 * 86400);
+    expect(record?.expiresAt).toBeLessThanOrEqual(Date.now() / 1000 + 7 * 86400 + 1);
+
+    const flow = await runCodeFlow(gateway);
+    expect(flow.code).toBeTruthy();
+    expect((await gateway.store.get('Client', flow.client.client_id))?.expiresAt).toBeUndefined();
   });
 });
 
