@@ -81,7 +81,11 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const secure = issuer.startsWith('https:');
   const store = await createStore(config.store);
   const sealer = createSealer(config.secrets.encryption_key, config.secrets.previous_encryption_keys);
-  const keys = await loadSigningKeys(store, sealer);
+  const keys = await loadSigningKeys(store, sealer).catch(async (error: unknown) => {
+    // A gateway that cannot start must not keep its store open (tests, dev mode, embedders).
+    await store.close();
+    throw error;
+  });
   const services = createServiceCatalog(issuer, config.services);
   const identityProviders = buildIdentityProviders(config, logger);
   const access = config.access;

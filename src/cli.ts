@@ -5,11 +5,21 @@
  * gatehouse dev [--port N]           dev mode: dev sign-in, a demo MCP server, SQLite in ./.gatehouse
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile, type Config } from './config/index.ts';
-import { startGateway, type Gateway } from './app.ts';
-import { discoverOidcIssuer } from './identity/index.ts';
+// Only dependency-free modules are imported statically: the rest is loaded once the Node.js
+// version is known to be new enough, so `gatehouse` on an old Node says so instead of failing
+// with a stack trace about a missing built-in module (node:sqlite).
+import { ConfigError } from './config/config-error.ts';
 import { GatehouseError } from './errors/index.ts';
-import { startDevMode } from './dev-mode.ts';
+import type { Config } from './config/index.ts';
+import type { Gateway } from './app.ts';
+
+/** package.json `engines`: node:sqlite is built in, without a flag, from 22.13. */
+const MINIMUM_NODE = [22, 13] as const;
+
+function nodeIsRecentEnough(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > MINIMUM_NODE[0] || (major === MINIMUM_NODE[0] && minor >= MINIMUM_NODE[1]);
+}
 
 const USAGE = `Usage:
   gatehouse serve --config FILE         run the gateway (or set GATEHOUSE_CONFIG)
@@ -26,8 +36,16 @@ function configPath(values: { config?: string | undefined }): string {
   return path;
 }
 
+/** A mistake in the command line itself: reported with the usage, exit status 2. */
+class UsageError extends Error {}
+
 /** Prints problems the way an operator wants them: what, where, no stack trace. */
 function fail(error: unknown): never {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (error instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
+    process.stderr.write(`gatehouse: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
   if (error instanceof ConfigError) {
     process.stderr.write(`${error.format()}\n`);
     process.exit(2);
@@ -36,7 +54,6 @@ function fail(error: unknown): never {
     process.stderr.write(`gatehouse: ${error.message} [${error.code}]\n`);
     process.exit(1);
   }
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'EADDRINUSE' || code === 'EACCES') {
     process.stderr.write(`gatehouse: cannot listen: ${(error as Error).message}\n`);
     process.exit(1);
@@ -48,6 +65,11 @@ function fail(error: unknown): never {
 function stopOnSignals(gateway: Gateway): void {
   const stop = (signal: string) => {
     gateway.logger.info({ signal }, 'shutting down');
+    // Open streams (SSE, long tool calls) would hold close() forever; a stop must stop.
+    setTimeout(() => {
+      gateway.logger.warn({ signal }, 'connections still open after 10 s; exiting anyway');
+      process.exit(1);
+    }, 10_000).unref();
     gateway.close().then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGINT', () => stop('SIGINT'));
@@ -55,6 +77,8 @@ function stopOnSignals(gateway: Gateway): void {
 }
 
 async function serve(path: string): Promise<void> {
+  const { loadConfigFile } = await import('./config/index.ts');
+  const { startGateway } = await import('./app.ts');
   const config = loadConfigFile(path);
   const started = performance.now();
   const gateway = await startGateway(config);
@@ -63,6 +87,8 @@ async function serve(path: string): Promise<void> {
 }
 
 async function checkConfig(path: string): Promise<void> {
+  const { loadConfigFile } = await import('./config/index.ts');
+  const { describeDiscoveryError, discoverOidcIssuer } = await import('./identity/index.ts');
   const config: Config = loadConfigFile(path);
   const problems: string[] = [];
   await Promise.all(config.identity_providers.map(async (idp, index) => {
@@ -70,7 +96,7 @@ async function checkConfig(path: string): Promise<void> {
     try {
       await discoverOidcIssuer({ issuer: idp.issuer, clientId: idp.client_id, clientSecret: idp.client_secret });
     } catch (error) {
-      problems.push(`  - identity_providers[${index}].issuer: discovery of ${idp.issuer} failed: ${error instanceof Error ? error.message : String(error)}`);
+      problems.push(`  - identity_providers[${index}].issuer: discovery of ${idp.issuer} failed: ${describeDiscoveryError(error)}`);
     }
   }));
   if (problems.length > 0) {
@@ -92,12 +118,18 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (!nodeIsRecentEnough(process.versions.node)) {
+    process.stderr.write(`gatehouse: needs Node.js ${MINIMUM_NODE.join('.')} or later; this is ${process.version} (${process.execPath}).\n`);
+    process.exit(1);
+  }
   switch (command) {
     case 'serve': return serve(configPath(values));
     case 'check-config': return checkConfig(configPath(values));
     case 'dev': {
+      // Not 0: the issuer, and every URL printed, must name the port actually listened on.
       const port = values.port === undefined ? undefined : Number(values.port);
-      if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new Error(`--port must be a port number, not ${values.port}`);
+      if (port !== undefined && (!/^\d+$/.test(values.port ?? '') || port < 1 || port > 65535)) throw new UsageError(`--port must be a port number from 1 to 65535, not ${values.port}`);
+      const { startDevMode } = await import('./dev-mode.ts');
       const gateway = await startDevMode({ ...(port !== undefined ? { port } : {}) });
       stopOnSignals(gateway);
       return;

@@ -30,6 +30,20 @@ function isLoopbackHttp(issuer: URL): boolean {
   return issuer.protocol === 'http:' && /^(localhost|127(\.\d+){3}|\[::1\])$/.test(issuer.host.replace(/:\d+$/, ''));
 }
 
+/**
+ * A discovery failure in one line, with its causes: fetch reports only "fetch failed", and the
+ * reason an operator needs (ECONNREFUSED, a DNS failure, a certificate problem) is in `cause`.
+ */
+export function describeDiscoveryError(error: unknown): string {
+  const parts: string[] = [];
+  for (let current: unknown = error, depth = 0; current !== undefined && current !== null && depth < 4; depth++) {
+    const message = current instanceof Error ? current.message : String(current);
+    if (message && !parts.some((part) => part.includes(message))) parts.push(message);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join(': ') || 'unknown error';
+}
+
 /** Loads the provider's discovery document once; throws on failure. */
 export async function discoverOidcIssuer(options: Pick<OidcProviderOptions, 'issuer' | 'clientId' | 'clientSecret'>): Promise<client.Configuration> {
   const issuer = new URL(options.issuer);
@@ -51,7 +65,7 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
       configuration = await discoverOidcIssuer(options);
       lastError = undefined;
     } catch (error) {
-      lastError = `discovery of ${options.issuer} failed: ${error instanceof Error ? error.message : String(error)}`;
+      lastError = `discovery of ${options.issuer} failed: ${describeDiscoveryError(error)}`;
       options.onDiscoveryError?.(error, attempt);
       if (closed) return;
       const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.min(attempt, 6));
@@ -122,9 +136,17 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
   };
 }
 
-/** Normalises ID-token claims; exported for provider presets with other claim shapes. */
+/**
+ * Normalises ID-token claims; exported for provider presets with other claim shapes. Throws
+ * `SignInError` without a usable `sub`: every such person would otherwise share one account
+ * (`provider:undefined`). Numeric subjects (GitHub's user ids) are taken as their text.
+ */
 export function identityFromClaims(provider: string, claims: Record<string, unknown>, groupsClaim: string): Identity {
   const text = (value: unknown) => (typeof value === 'string' && value.length > 0 ? value : undefined);
+  const subject = typeof claims.sub === 'number' && Number.isSafeInteger(claims.sub) ? String(claims.sub) : text(claims.sub);
+  if (subject === undefined) {
+    throw new SignInError(`${provider} returned no subject (sub) for the signed-in user`, 'The identity provider did not say who you are.');
+  }
   const rawGroups = claims[groupsClaim];
   const groups = Array.isArray(rawGroups)
     ? rawGroups.filter((group): group is string => typeof group === 'string')
@@ -132,7 +154,7 @@ export function identityFromClaims(provider: string, claims: Record<string, unkn
   const email = text(claims.email)?.toLowerCase();
   const identity: Identity = {
     provider,
-    subject: String(claims.sub),
+    subject,
     emailVerified: email !== undefined && (claims.email_verified === true || claims.email_verified === 'true'),
     groups,
   };

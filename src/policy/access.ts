@@ -2,7 +2,10 @@
  * Access rules: who may sign in, and who may reach a service. Pure functions.
  *
  * A person is allowed when any `allow` list matches them and no `deny` list does: deny wins.
- * Only a verified email satisfies an email or domain rule.
+ * Only a verified email satisfies an email or domain `allow` rule. A `deny` rule matches any
+ * email the provider reports, verified or not: failing closed costs nothing (whoever claims a
+ * denied address is refused), while ignoring unverified emails would let a denied person
+ * through `users: ["*"]` merely by leaving their address unverified.
  */
 
 export interface AccessRules {
@@ -31,11 +34,15 @@ export type AccessDecision =
 
 const ANYONE = '*';
 
-/** The first rule in `rules` that matches `subject`, described for the audit log. */
-export function matchingRule(rules: AccessRules | undefined, subject: Subject): string | undefined {
+/**
+ * The first rule in `rules` that matches `subject`, described for the audit log. Email and
+ * domain rules see only a verified email unless `anyEmail` is set (for deny rules).
+ */
+export function matchingRule(rules: AccessRules | undefined, subject: Subject, anyEmail = false): string | undefined {
   if (!rules) return undefined;
-  const email = subject.emailVerified ? subject.email?.toLowerCase() : undefined;
-  const domain = email?.slice(email.lastIndexOf('@') + 1);
+  const email = subject.emailVerified || anyEmail ? subject.email?.toLowerCase() : undefined;
+  const at = email?.lastIndexOf('@') ?? -1;
+  const domain = email !== undefined && at > 0 ? email.slice(at + 1) : undefined;
   if (rules.users?.includes(ANYONE)) return 'users: *';
   if (rules.users?.includes(subject.accountId)) return `users: ${subject.accountId}`;
   if (email && rules.emails?.includes(ANYONE)) return 'emails: *';
@@ -47,7 +54,7 @@ export function matchingRule(rules: AccessRules | undefined, subject: Subject): 
 }
 
 export function decideAccess(policy: AccessPolicy, subject: Subject, what = 'this gateway'): AccessDecision {
-  const denied = matchingRule(policy.deny, subject);
+  const denied = matchingRule(policy.deny, subject, true);
   if (denied) {
     return { allowed: false, reason: `deny rule ${denied}`, userMessage: `Your account is not allowed to use ${what}.` };
   }
