@@ -74,7 +74,7 @@ export function registerSignInRoutes(app: FastifyInstance, context: InteractionC
     const idp = identityProviders.get(transaction.providerId);
     if (!idp) return sendPage(reply, context, 400, errorPage({ title: 'Sign-in expired', message: 'That sign-in option is no longer configured.', status: 400 }));
     try {
-      const identity = await idp.complete({ currentUrl: new URL(request.url, context.issuer), state: state ?? '', secrets: transaction.secrets });
+      const { identity } = await idp.complete({ currentUrl: new URL(request.url, context.issuer), state: state ?? '', secrets: transaction.secrets });
       return await finishSignIn(request, reply, context, transaction.interactionUid, identity);
     } catch (error) {
       if (!(error instanceof SignInError)) throw error;

@@ -8,7 +8,7 @@
  */
 import * as client from 'openid-client';
 import type { Identity } from './identity.ts';
-import { SignInError, type IdentityProvider, type SignInStart } from './provider.ts';
+import { SignInError, type IdentityProvider, type SignInResult, type SignInStart, type UpstreamTokens } from './provider.ts';
 
 export interface OidcProviderOptions {
   id: string;
@@ -86,14 +86,14 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
     name: options.name ?? options.id,
     icon: options.icon,
 
-    async begin({ state, callbackUrl }): Promise<SignInStart> {
+    async begin({ state, callbackUrl, extraScopes }): Promise<SignInStart> {
       const config = ready();
       const verifier = client.randomPKCECodeVerifier();
       const nonce = client.randomNonce();
       const url = client.buildAuthorizationUrl(config, {
         ...options.extraAuthorizeParams,
         redirect_uri: callbackUrl,
-        scope: options.scopes.join(' '),
+        scope: [...new Set([...options.scopes, ...(extraScopes ?? [])])].join(' '),
         state,
         nonce,
         code_challenge: await client.calculatePKCECodeChallenge(verifier),
@@ -102,7 +102,7 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
       return { url: url.href, secrets: { verifier, nonce, callbackUrl } };
     },
 
-    async complete({ currentUrl, state, secrets }): Promise<Identity> {
+    async complete({ currentUrl, state, secrets }): Promise<SignInResult> {
       const config = ready();
       const upstreamError = currentUrl.searchParams.get('error');
       if (upstreamError) {
@@ -112,9 +112,10 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
         );
       }
       let claims: Record<string, unknown>;
+      let tokens: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
       try {
         // openid-client compares the callback URL without its query to the redirect_uri.
-        const tokens = await client.authorizationCodeGrant(config, currentUrl, {
+        tokens = await client.authorizationCodeGrant(config, currentUrl, {
           pkceCodeVerifier: secrets.verifier,
           expectedState: state,
           expectedNonce: secrets.nonce,
@@ -124,7 +125,15 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
       } catch (cause) {
         throw new SignInError(`${options.id} sign-in failed: ${cause instanceof Error ? cause.message : String(cause)}`, 'The identity provider could not sign you in.', { cause });
       }
-      return identityFromClaims(options.id, claims, options.groupsClaim);
+      return { identity: identityFromClaims(options.id, claims, options.groupsClaim), tokens: upstreamTokens(tokens) };
+    },
+
+    async refresh(refreshToken) {
+      try {
+        return upstreamTokens(await client.refreshTokenGrant(ready(), refreshToken), refreshToken);
+      } catch (cause) {
+        throw new SignInError(`${options.id} refused a token refresh: ${cause instanceof Error ? cause.message : String(cause)}`, 'Sign in again.', { cause });
+      }
     },
 
     readiness: () => (configuration ? { ready: true } : { ready: false, detail: lastError }),
@@ -164,4 +173,14 @@ export function identityFromClaims(provider: string, claims: Record<string, unkn
   const picture = text(claims.picture);
   if (picture) identity.picture = picture;
   return identity;
+}
+
+/** The token response as the gateway keeps it; a refresh that returns no new refresh token keeps the old one. */
+function upstreamTokens(response: client.TokenEndpointResponse, previousRefreshToken?: string): UpstreamTokens {
+  const tokens: UpstreamTokens = { accessToken: response.access_token };
+  const refreshToken = response.refresh_token ?? previousRefreshToken;
+  if (refreshToken) tokens.refreshToken = refreshToken;
+  if (typeof response.expires_in === 'number') tokens.expiresAt = Math.floor(Date.now() / 1000) + response.expires_in;
+  if (typeof response.scope === 'string') tokens.scope = response.scope;
+  return tokens;
 }

@@ -7,6 +7,21 @@
  */
 import type { Identity } from './identity.ts';
 
+/** The provider's own tokens for the signed-in person, kept (sealed) only when a service asks for them. */
+export interface UpstreamTokens {
+  accessToken: string;
+  refreshToken?: string | undefined;
+  /** Epoch seconds; absent when the provider does not say (GitHub OAuth apps: never expires). */
+  expiresAt?: number | undefined;
+  /** Space-separated scopes the provider granted, when it says. */
+  scope?: string | undefined;
+}
+
+export interface SignInResult {
+  identity: Identity;
+  tokens?: UpstreamTokens | undefined;
+}
+
 export interface SignInStart {
   /** Where to send the browser. */
   url: string;
@@ -26,14 +41,21 @@ export interface IdentityProvider {
    * redirect URI registered at the provider. Rejects when the provider is not ready
    * (discovery not loaded yet), with a message fit for the log.
    */
-  begin(input: { state: string; callbackUrl: string }): Promise<SignInStart>;
+  begin(input: { state: string; callbackUrl: string; extraScopes?: readonly string[] | undefined }): Promise<SignInStart>;
 
   /**
    * Finishes a sign-in from the URL the provider redirected the browser to. Validates
    * everything the protocol requires (state, PKCE, ID token signature, issuer, audience, nonce,
    * expiry) and rejects with `SignInError` on any failure or on an error the provider returned.
+   * `extraScopes` (services' upstream scopes) are added to the provider's own at sign-in.
    */
-  complete(input: { currentUrl: URL; state: string; secrets: Record<string, string> }): Promise<Identity>;
+  complete(input: { currentUrl: URL; state: string; secrets: Record<string, string> }): Promise<SignInResult>;
+
+  /**
+   * Optional: exchanges an upstream refresh token for fresh tokens; rejects with `SignInError`
+   * when the provider refuses (revoked, expired). Providers whose tokens never expire omit it.
+   */
+  refresh?(refreshToken: string): Promise<UpstreamTokens>;
 
   /** Whether the provider can start sign-ins now, and why not, for /ready. */
   readiness(): { ready: boolean; detail?: string };
