@@ -10,7 +10,7 @@ import {
   accountClaims, clientRedirectSource, createAuthorizationServer, createServiceCatalog, loadAccount, loadSigningKeys,
   mountAuthorizationServer, registerConsentRoutes, registerSignInRoutes, showConsent, type Account, type InteractionContext,
 } from './authz/index.ts';
-import { createDevProvider, createOidcProvider, type IdentityProvider } from './identity/index.ts';
+import { createIdentityProviders } from './identity/index.ts';
 import { decideAccess } from './policy/index.ts';
 import { createBearerVerifier, PRM_PREFIX, protectedResourceMetadata } from './resource/index.ts';
 import { registerMcpEndpoint } from './proxy/mcp-endpoint.ts';
@@ -40,28 +40,6 @@ export interface Gateway {
 
 const ACCOUNT_CACHE_MS = 30_000;
 
-function buildIdentityProviders(config: Config, logger: Logger): Map<string, IdentityProvider> {
-  const providers = new Map<string, IdentityProvider>();
-  for (const entry of config.identity_providers) {
-    const idp = entry.type === 'dev'
-      ? createDevProvider({ id: entry.id, name: entry.name, listenHost: config.listen.host })
-      : createOidcProvider({
-        id: entry.id,
-        name: entry.name,
-        icon: entry.icon,
-        issuer: entry.issuer,
-        clientId: entry.client_id,
-        clientSecret: entry.client_secret,
-        scopes: entry.scopes,
-        groupsClaim: entry.groups_claim,
-        extraAuthorizeParams: entry.extra_authorize_params,
-        onDiscoveryError: (error, attempt) => logger.error({ provider: entry.id, issuer: entry.issuer, attempt, err: error }, 'identity provider discovery failed; retrying'),
-      });
-    providers.set(idp.id, idp);
-  }
-  return providers;
-}
-
 /** Caches accounts briefly: identity headers and policy on every request without a store read each time. */
 function cachedAccounts(store: Store) {
   const cache = new Map<string, { account: Account | undefined; at: number }>();
@@ -87,7 +65,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     throw error;
   });
   const services = createServiceCatalog(issuer, config.services);
-  const identityProviders = buildIdentityProviders(config, logger);
+  const identityProviders = createIdentityProviders(config, (provider, issuerUrl, error, attempt) => {
+    logger.error({ provider, issuer: issuerUrl, attempt, err: error }, 'identity provider discovery failed; retrying');
+  });
   const access = config.access;
   const accounts = cachedAccounts(store);
 
