@@ -7,12 +7,13 @@ import type { DestinationStream } from 'pino';
 import { randomUUID } from 'node:crypto';
 import { isLoopbackHost, type Config } from './config/index.ts';
 import {
-  accountClaims, clientRedirectSource, createAuthorizationServer, createServiceCatalog, loadAccount, loadSigningKeys,
+  accountClaims, clientRedirectSource, createAuthorizationServer, createServiceCatalog, createUpstreamTokens, loadAccount, loadSigningKeys,
   mountAuthorizationServer, registerConsentRoutes, registerSignInRoutes, showConsent, type Account, type InteractionContext,
 } from './authz/index.ts';
 import { createIdentityProviders } from './identity/index.ts';
 import { decideAccess } from './policy/index.ts';
 import { createBearerVerifier, PRM_PREFIX, protectedResourceMetadata } from './resource/index.ts';
+import { createAccountRefresher } from './authz/account-refresh.ts';
 import { registerMcpEndpoint } from './proxy/mcp-endpoint.ts';
 import { createIdentityAssertionSigner } from './proxy/identity-assertion.ts';
 import { createSealer, createStore, deriveSecret, StoreUnavailableError, type Store } from './store/index.ts';
@@ -40,10 +41,13 @@ export interface Gateway {
 
 const ACCOUNT_CACHE_MS = 30_000;
 
-/** Caches accounts briefly: identity headers and policy on every request without a store read each time. */
+/**
+ * Caches accounts briefly: identity headers and policy on every request without a store read
+ * each time. `forget` drops one after it was saved anew (membership re-read at a refresh).
+ */
 function cachedAccounts(store: Store) {
   const cache = new Map<string, { account: Account | undefined; at: number }>();
-  return async (accountId: string) => {
+  const load = async (accountId: string) => {
     const hit = cache.get(accountId);
     if (hit && Date.now() - hit.at < ACCOUNT_CACHE_MS) return hit.account;
     const account = await loadAccount(store, accountId);
@@ -51,6 +55,7 @@ function cachedAccounts(store: Store) {
     cache.set(accountId, { account, at: Date.now() });
     return account;
   };
+  return Object.assign(load, { forget: (accountId: string) => void cache.delete(accountId) });
 }
 
 export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
@@ -70,8 +75,11 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   });
   const access = config.access;
   const accounts = cachedAccounts(store);
+  const upstreamTokens = createUpstreamTokens({ store, sealer, services, identityProviders, log: logger });
+  const refreshAccount = createAccountRefresher({ store, identityProviders, upstreamTokens, log: logger, onSaved: accounts.forget });
 
   const provider = createAuthorizationServer({
+    upstreamTokens,
     issuer,
     store,
     keys,
@@ -93,8 +101,10 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       redirect_uris: [...client.redirect_uris],
       token_endpoint_auth_method: client.token_endpoint_auth_method ?? (client.client_secret ? 'client_secret_post' : 'none'),
     })),
-    findAccount: async (accountId) => {
-      const account = await loadAccount(store, accountId);
+    findAccount: async (accountId, use) => {
+      let account = await loadAccount(store, accountId);
+      // A refresh re-reads membership at the provider (GitHub orgs/teams) before the policy.
+      if (account && use?.refresh) account = await refreshAccount(account);
       if (!account || !decideAccess(access, account).allowed) return undefined;
       return accountClaims(account);
     },
@@ -136,7 +146,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   mountAuthorizationServer(app, provider, issuer);
 
   const interactionContext: InteractionContext = {
-    provider, store, services, identityProviders, access, issuer, secure,
+    provider, store, services, identityProviders, access, issuer, secure, upstreamTokens,
     csrfSecret: deriveSecret(config.secrets.encryption_key, 'csrf'),
     showConsent: async (_request, reply, details) => showConsent(interactionContext, reply, details),
     clientRedirectSource: async (uid) => clientRedirectSource(provider, uid),
@@ -153,6 +163,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     allowedOrigins: new Set<string>(),
     allowLoopbackOrigins: isLoopbackHost(config.listen.host),
     loadAccount: accounts,
+    upstreamTokens,
   };
   for (const service of services.all()) registerMcpEndpoint(app, service, endpointContext);
   registerHealthRoutes(app, { store, identityProviders });

@@ -88,15 +88,18 @@ async function serve(path: string): Promise<void> {
 
 async function checkConfig(path: string): Promise<void> {
   const { loadConfigFile } = await import('./config/index.ts');
-  const { describeDiscoveryError, discoverOidcIssuer } = await import('./identity/index.ts');
+  const { describeDiscoveryError, discoverOidcIssuer, presetOidcOptions } = await import('./identity/index.ts');
   const config: Config = loadConfigFile(path);
   const problems: string[] = [];
   await Promise.all(config.identity_providers.map(async (idp, index) => {
-    if (idp.type !== 'oidc') return;
+    // The generic oidc provider and the presets built on it (google, microsoft, …) discover.
+    const options = idp.type === 'oidc' ? { issuer: idp.issuer, clientId: idp.client_id, clientSecret: idp.client_secret } : presetOidcOptions(idp);
+    if (options === undefined) return;
     try {
-      await discoverOidcIssuer({ issuer: idp.issuer, clientId: idp.client_id, clientSecret: idp.client_secret });
+      await discoverOidcIssuer(options);
     } catch (error) {
-      problems.push(`  - identity_providers[${index}].issuer: discovery of ${idp.issuer} failed: ${describeDiscoveryError(error)}`);
+      const where = idp.type === 'oidc' ? `identity_providers[${index}].issuer` : `identity_providers[${index}] (${idp.type})`;
+      problems.push(`  - ${where}: discovery of ${options.issuer} failed: ${describeDiscoveryError(error)}`);
     }
   }));
   if (problems.length > 0) {

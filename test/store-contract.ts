@@ -322,5 +322,86 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         await expect(store.increment('k', 60)).rejects.toBeInstanceOf(StoreUnavailableError);
       });
     });
+
+    describe('values', () => {
+      it('come back exactly as given: key order, U+0000, lone surrogates', async () => {
+        const value = { zebra: 1, apple: 'nul \u0000 here', lone: '\ud800', nested: { b: 1, a: 2 } };
+        await store.put('Session', 's1', value);
+        const read = (await store.get('Session', 's1'))?.value;
+        expect(read).toStrictEqual(value);
+        expect(JSON.stringify(read)).toBe(JSON.stringify(value));
+      });
+    });
+
+    describe('subscribe and publish', () => {
+      /** Subscribes and collects what arrives. */
+      async function listen(channel: string) {
+        const received: string[] = [];
+        const unsubscribe = await events().subscribe(channel, (message) => received.push(message));
+        return { received, unsubscribe };
+      }
+
+      function events(): Required<Pick<Store, 'subscribe' | 'publish'>> {
+        if (!store.subscribe || !store.publish) throw new Error(`${name} has no subscribe/publish`);
+        return { subscribe: store.subscribe.bind(store), publish: store.publish.bind(store) };
+      }
+
+      it('delivers messages in order to every subscriber of the channel, and to no other', async () => {
+        const first = await listen('revocations');
+        const second = await listen('revocations');
+        const other = await listen('keys');
+        for (const message of ['a', 'b', 'ü ✓', '']) await events().publish('revocations', message);
+        expect(await until(() => first.received.length === 4 && second.received.length === 4)).toBe(true);
+        expect(first.received).toEqual(['a', 'b', 'ü ✓', '']);
+        expect(second.received).toEqual(['a', 'b', 'ü ✓', '']);
+        expect(other.received).toEqual([]);
+      });
+
+      it('stops delivering after unsubscribe, which may be called twice', async () => {
+        const gone = await listen('revocations');
+        const marker = await listen('keys');
+        await gone.unsubscribe();
+        await gone.unsubscribe();
+        await events().publish('revocations', 'late');
+        // One publisher's messages arrive in order, so once the marker is in, 'late' would be too.
+        await events().publish('keys', 'marker');
+        expect(await until(() => marker.received.length === 1)).toBe(true);
+        expect(gone.received).toEqual([]);
+      });
+
+      it('keeps delivering to the others when a handler throws', async () => {
+        await events().subscribe('revocations', () => {
+          throw new Error('bad handler');
+        });
+        const good = await listen('revocations');
+        await events().publish('revocations', 'x');
+        await events().publish('revocations', 'y');
+        expect(await until(() => good.received.length === 2)).toBe(true);
+      });
+
+      it('refuses odd channel names and oversized messages with RangeError', async () => {
+        await expect(events().subscribe('has space', () => undefined)).rejects.toBeInstanceOf(RangeError);
+        await expect(events().publish('x'.repeat(33), 'm')).rejects.toBeInstanceOf(RangeError);
+        await expect(events().publish('ok', 'm'.repeat(4097))).rejects.toBeInstanceOf(RangeError);
+        await expect(events().publish('ok', 'm'.repeat(4096))).resolves.toBeUndefined();
+      });
+
+      it('rejects with StoreUnavailableError once closed', async () => {
+        const { subscribe, publish } = events();
+        await store.close();
+        await expect(subscribe('revocations', () => undefined)).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(publish('revocations', 'm')).rejects.toBeInstanceOf(StoreUnavailableError);
+      });
+    });
   });
+}
+
+/** Polls `check` (every 5 ms, up to 2 s); whether it came true. */
+async function until(check: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + 2000;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return true;
 }

@@ -8,3 +8,6 @@ export { registerSignInRoutes } from './sign-in.ts';
 export { registerConsentRoutes, showConsent, clientRedirectSource } from './consent-routes.ts';
 export type { InteractionContext } from './interaction-context.ts';
 export { mountAuthorizationServer } from './mount.ts';
+export {
+  createUpstreamTokens, UPSTREAM_TOKEN_KIND, type UpstreamAccessToken, type UpstreamTokenKeeper, type StoredUpstreamTokens,
+} from './upstream-tokens.ts';

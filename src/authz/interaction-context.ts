@@ -9,6 +9,7 @@ import type { Store } from '../store/index.ts';
 import { securityHeaders } from '../ops/security-headers.ts';
 import type { ServiceCatalog } from './service-catalog.ts';
 import { STYLE_HASH } from './views/index.ts';
+import type { UpstreamTokenKeeper } from './upstream-tokens.ts';
 
 type InteractionDetails = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -29,6 +30,8 @@ export interface InteractionContext {
    * `form-action` to the whole redirect chain.
    */
   clientRedirectSource(interactionUid: string): Promise<string[]>;
+  /** Upstream tokens kept for services that forward them; sign-in stores them. */
+  upstreamTokens?: UpstreamTokenKeeper | undefined;
 }
 
 export function sendPage(reply: FastifyReply, context: Pick<InteractionContext, 'secure'>, status: number, body: string, formAction: string[] = []) {

@@ -12,6 +12,7 @@ import type { Store } from '../store/index.ts';
 import { createAdapterClass } from './adapter.ts';
 import { clientSecretMatches, generateClientSecret } from './client-secret.ts';
 import { registrationManagement } from './registration-management.ts';
+import { answerStoreOutages } from './store-outage.ts';
 import { adjustMetadata } from './metadata.ts';
 import { introspectAccessTokens } from './access-token-introspection.ts';
 import { NORMALISATION_HOOK_PROPERTY, normalizeClientMetadata } from './client-metadata.ts';
@@ -23,6 +24,7 @@ import { rewriteAuthorizationScope } from './authorization-request.ts';
 import { errorPage } from './views/index.ts';
 import { isAllowedClientIdUrl } from './client-id-url.ts';
 import { canonicalResource } from './resource-uri.ts';
+import type { UpstreamTokenKeeper } from './upstream-tokens.ts';
 
 export interface AuthorizationServerOptions {
   issuer: string;
@@ -36,14 +38,20 @@ export interface AuthorizationServerOptions {
   staticClients: Array<Record<string, unknown>>;
   /** Whether the issuer is https (cookies then carry `Secure`). */
   secure: boolean;
-  /** Loads a signed-in user for tokens; `undefined` when unknown or no longer allowed. */
-  findAccount: (accountId: string) => Promise<Record<string, unknown> | undefined>;
+  /**
+   * Loads a signed-in user for tokens; `undefined` when unknown or no longer allowed.
+   * `refresh` is true when a refresh token is being used: the moment to re-read what may have
+   * changed at the identity provider (GitHub membership, account-refresh.ts).
+   */
+  findAccount: (accountId: string, use?: { refresh: boolean }) => Promise<Record<string, unknown> | undefined>;
   /**
    * The fetch oidc-provider uses for client metadata documents and the `jwks_uri` they name
    * (tests: one that trusts a local CA). It must honour the `dispatcher` it is given: that is
    * oidc-provider's SSRF protection (see `outgoingFetch`).
    */
   fetch?: typeof fetch;
+  /** Upstream tokens kept for services that forward them (upstream-tokens.ts). */
+  upstreamTokens?: Pick<UpstreamTokenKeeper, 'signInNeeded'> | undefined;
 }
 
 const CONSENT_GRANT_DAYS = 365;
@@ -56,6 +64,22 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
   // Consent is remembered per user, client and service (consents.ts), native clients included;
   // first-time consent for a localhost-only client carries a warning on the consent page.
   policy.get('consent')?.checks.remove('native_client_prompt');
+  const upstreamTokens = options.upstreamTokens;
+  if (upstreamTokens) {
+    // A service that receives the user's upstream token needs one with its upstream scopes: a
+    // signed-in user without one signs in at the identity provider again. Not twice in one
+    // interaction, though: a provider that granted less than asked would otherwise loop.
+    policy.get('login')?.checks.add(new interactionPolicy.Check(
+      'upstream_scopes_missing',
+      'the service needs a sign-in at the identity provider with more scopes',
+      'login_required',
+      async (ctx) => {
+        const accountId = ctx.oidc.session?.accountId;
+        if (!accountId || ctx.oidc.result?.login) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+        return upstreamTokens.signInNeeded(accountId, ctx.oidc.params?.resource);
+      },
+    ));
+  }
 
   const configuration: Configuration = {
     adapter: createAdapterClass({ store, refreshGraceSeconds: tokens.refreshGraceSeconds }) as unknown as Configuration['adapter'],
@@ -67,9 +91,15 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
       long: { signed: true, httpOnly: true, sameSite: 'lax', secure: options.secure },
       short: { signed: true, httpOnly: true, sameSite: 'lax', secure: options.secure },
     },
-    findAccount: async (_ctx, sub) => {
-      const claims = await options.findAccount(sub);
+    findAccount: async (_ctx, sub, token) => {
+      const claims = await options.findAccount(sub, { refresh: token?.kind === 'RefreshToken' });
       if (!claims) return undefined;
+      // A refresh for a service whose upstream token is gone (refresh refused, revoked) fails
+      // with invalid_grant, so the client authorizes again and the user signs in upstream: a
+      // new access token alone would meet the same 401 at the MCP endpoint.
+      if (upstreamTokens && token?.kind === 'RefreshToken' && await upstreamTokens.signInNeeded(sub, (token as { resource?: unknown }).resource)) {
+        return undefined;
+      }
       return { accountId: sub, claims: async () => ({ ...claims, sub }) };
     },
     claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'picture'] },
@@ -182,6 +212,8 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
 
   adaptClientModel(provider);
   adaptGrantModel(provider);
+  // Outermost, so it sees store outages in every endpoint and in the middleware below.
+  provider.use(answerStoreOutages(provider));
   provider.use(registrationManagement(provider));
   provider.use(rewriteAuthorizationScope(services));
   provider.use(adjustMetadata(services));

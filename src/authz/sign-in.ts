@@ -9,15 +9,19 @@
  *
  * The sign-in transaction (the interaction it belongs to, PKCE verifier, nonce) is kept in the
  * store under the gateway's random `state`, single-use (taken at the callback) and short-lived.
+ *
+ * When services forward upstream tokens, the sign-in asks the provider for the upstream scopes
+ * of the services being authorized and keeps the provider's tokens, sealed (upstream-tokens.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { devIdentityFromForm, SignInError, type Identity } from '../identity/index.ts';
+import { devIdentityFromForm, SignInError, type Identity, type UpstreamTokens } from '../identity/index.ts';
 import { decideAccess } from '../policy/index.ts';
 import { createCsrfToken, verifyCsrfToken } from '../ops/csrf.ts';
 import { saveAccount } from './accounts.ts';
 import { chooserPage, defaultDevPresets, deniedPage, devSignInPage, errorPage } from './views/index.ts';
 import type { InteractionContext } from './interaction-context.ts';
+import { scopeSet, type UpstreamTokenKeeper } from './upstream-tokens.ts';
 import { sendPage } from './interaction-context.ts';
 
 const KIND = 'signin';
@@ -27,24 +31,38 @@ interface SignInTransaction {
   interactionUid: string;
   providerId: string;
   secrets: Record<string, string>;
+  /** Services' upstream scopes asked for (upstream-tokens.ts). */
+  extraScopes?: string[];
+}
+
+/** What an interaction's details tell the sign-in: which services it is for, who is signed in. */
+interface InteractionFacts {
+  uid: string;
+  params: { resource?: unknown };
+  session?: { accountId?: string | undefined } | undefined;
 }
 
 export function registerSignInRoutes(app: FastifyInstance, context: InteractionContext): void {
   const { provider, store, identityProviders } = context;
 
   /** Starts the gateway's sign-in at one provider and sends the browser there. */
-  const begin = async (reply: FastifyReply, interactionUid: string, providerId: string) => {
+  const begin = async (reply: FastifyReply, details: InteractionFacts, providerId: string) => {
+    const interactionUid = details.uid;
     const idp = identityProviders.get(providerId);
     if (!idp) return sendPage(reply, context, 404, errorPage({ title: 'Unknown sign-in option', message: 'That sign-in option does not exist.', status: 404 }));
     const state = randomBytes(24).toString('base64url');
+    // The upstream scopes of the services this authorization is for (and those the user's token
+    // already has), asked of the provider with its own: a service receiving the upstream token
+    // gets a token that can do what it needs.
+    const extraScopes = context.upstreamTokens ? await context.upstreamTokens.scopesForSignIn(details.session?.accountId, details.params.resource) : [];
     let start;
     try {
-      start = await idp.begin({ state, callbackUrl: `${context.issuer}callback/${encodeURIComponent(idp.id)}` });
+      start = await idp.begin({ state, callbackUrl: `${context.issuer}callback/${encodeURIComponent(idp.id)}`, ...(extraScopes.length > 0 ? { extraScopes } : {}) });
     } catch (error) {
       reply.request.log.error({ err: error, provider: idp.id }, 'identity provider not ready');
       return sendPage(reply, context, 503, errorPage({ title: 'Sign-in is unavailable', message: `${idp.name} cannot be reached right now. Try again in a minute.`, status: 503 }));
     }
-    const transaction: SignInTransaction = { interactionUid, providerId: idp.id, secrets: start.secrets };
+    const transaction: SignInTransaction = { interactionUid, providerId: idp.id, secrets: start.secrets, extraScopes };
     await store.put(KIND, state, { ...transaction }, { ttlSeconds: TRANSACTION_TTL_SECONDS });
     return reply.redirect(start.url, 302);
   };
@@ -53,7 +71,7 @@ export function registerSignInRoutes(app: FastifyInstance, context: InteractionC
     const details = await provider.interactionDetails(request.raw, reply.raw);
     if (details.prompt.name === 'consent') return context.showConsent(request, reply, details);
     const choices = [...identityProviders.values()];
-    if (choices.length === 1 && choices[0]) return begin(reply, details.uid, choices[0].id);
+    if (choices.length === 1 && choices[0]) return begin(reply, details, choices[0].id);
     return sendPage(reply, context, 200, chooserPage({
       providers: choices.map((idp) => ({ id: idp.id, name: idp.name, icon: idp.icon, href: `/interaction/${details.uid}/signin/${encodeURIComponent(idp.id)}` })),
     }));
@@ -61,7 +79,7 @@ export function registerSignInRoutes(app: FastifyInstance, context: InteractionC
 
   app.get<{ Params: { uid: string; provider: string } }>('/interaction/:uid/signin/:provider', async (request, reply) => {
     const details = await provider.interactionDetails(request.raw, reply.raw);
-    return begin(reply, details.uid, request.params.provider);
+    return begin(reply, details, request.params.provider);
   });
 
   app.get<{ Params: { provider: string }; Querystring: Record<string, string> }>('/callback/:provider', async (request, reply) => {
@@ -74,8 +92,8 @@ export function registerSignInRoutes(app: FastifyInstance, context: InteractionC
     const idp = identityProviders.get(transaction.providerId);
     if (!idp) return sendPage(reply, context, 400, errorPage({ title: 'Sign-in expired', message: 'That sign-in option is no longer configured.', status: 400 }));
     try {
-      const { identity } = await idp.complete({ currentUrl: new URL(request.url, context.issuer), state: state ?? '', secrets: transaction.secrets });
-      return await finishSignIn(request, reply, context, transaction.interactionUid, identity);
+      const { identity, tokens } = await idp.complete({ currentUrl: new URL(request.url, context.issuer), state: state ?? '', secrets: transaction.secrets });
+      return await finishSignIn(request, reply, context, transaction.interactionUid, identity, { providerId: idp.id, tokens, requestedScopes: transaction.extraScopes ?? [] });
     } catch (error) {
       if (!(error instanceof SignInError)) throw error;
       request.log.warn({ provider: idp.id, reason: error.message }, 'sign-in failed');
@@ -138,6 +156,7 @@ async function finishSignIn(
   context: InteractionContext,
   interactionUid: string,
   identity: Identity,
+  upstream?: { providerId: string; tokens: UpstreamTokens | undefined; requestedScopes: readonly string[] },
 ) {
   const interaction = await context.provider.Interaction.find(interactionUid);
   if (!interaction) {
@@ -153,7 +172,33 @@ async function finishSignIn(
     return sendPage(reply, context, 403, deniedPage({ reason: decision.userMessage, userEmail: account.email, returnTo: interaction.returnTo }));
   }
   request.log.info({ event: 'sign_in', account: account.accountId, provider: identity.provider, rule: decision.rule }, 'signed in');
+  if (upstream && context.upstreamTokens?.keepsTokensOf(upstream.providerId)) {
+    await keepUpstreamTokens(request, context.upstreamTokens, account.accountId, upstream);
+  }
   interaction.result = { login: { accountId: account.accountId } };
   await interaction.save(ttl);
   return reply.redirect(interaction.returnTo, 303);
+}
+
+/** Stores a sign-in's upstream tokens (sealed; never logged) and says in the log what is missing. */
+async function keepUpstreamTokens(
+  request: FastifyRequest,
+  keeper: UpstreamTokenKeeper,
+  accountId: string,
+  upstream: { providerId: string; tokens: UpstreamTokens | undefined; requestedScopes: readonly string[] },
+): Promise<void> {
+  const { providerId, tokens, requestedScopes } = upstream;
+  if (!tokens) {
+    request.log.warn({ event: 'upstream_token.none', account: accountId, provider: providerId }, 'the identity provider returned no tokens to keep for services that forward upstream tokens');
+    return;
+  }
+  await keeper.save(accountId, providerId, tokens, requestedScopes);
+  const granted = scopeSet(tokens.scope ?? requestedScopes.join(' '));
+  const missing = requestedScopes.filter((scope) => !granted.has(scope));
+  if (missing.length > 0) {
+    request.log.warn({ event: 'upstream_token.scopes_missing', account: accountId, provider: providerId, missing }, 'the identity provider did not grant every upstream scope asked for');
+  }
+  if (!tokens.refreshToken && tokens.expiresAt !== undefined) {
+    request.log.info({ event: 'upstream_token.no_refresh_token', account: accountId, provider: providerId }, 'the identity provider returned no refresh token: the user signs in again when the upstream token expires');
+  }
 }

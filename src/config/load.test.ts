@@ -68,7 +68,7 @@ describe('defaults', () => {
         type: 'oidc', id: 'corp', issuer: 'https://sso.example.com', client_id: 'gatehouse',
         scopes: ['openid', 'email', 'profile'], groups_claim: 'groups', extra_authorize_params: {},
       }],
-      access: { allow: { users: [], emails: [], domains: ['example.com'], groups: [] } },
+      access: { allow: { users: [], emails: [], domains: ['example.com'], groups: [], github_orgs: [], github_teams: [] } },
       services: {
         demo: {
           upstream: 'http://127.0.0.1:3001/mcp',
@@ -83,6 +83,7 @@ describe('defaults', () => {
             },
             identity_jwt: null,
           },
+          upstream_scopes: [],
           timeout_ms: 30000,
           max_body_bytes: 4194304,
           method_scopes: {},
@@ -119,9 +120,29 @@ describe('defaults', () => {
     expect(config.services.b?.forward.identity_jwt).toEqual({ header: 'X-Gatehouse-Identity', ttl_seconds: 30 });
   });
 
-  it('refuses upstream_token, which this version does not implement', () => {
-    expect(messages(() => build({ services: { a: { upstream: 'http://a', forward: { upstream_token: 'X-Token' } } } }))).toEqual([
-      'services.a.forward.upstream_token: forwarding identity-provider tokens is not available in this version',
+  it('accepts upstream_token with upstream_scopes, and defaults both to off', () => {
+    const config = build({
+      services: {
+        a: { upstream: 'http://a', forward: { upstream_token: 'X-Forwarded-Access-Token' }, upstream_scopes: ['https://www.googleapis.com/auth/drive.readonly'] },
+        b: { upstream: 'http://b' },
+      },
+    });
+    expect(config.services.a?.forward.upstream_token).toBe('X-Forwarded-Access-Token');
+    expect(config.services.a?.upstream_scopes).toEqual(['https://www.googleapis.com/auth/drive.readonly']);
+    expect(config.services.b?.forward.upstream_token).toBeUndefined();
+    expect(config.services.b?.upstream_scopes).toEqual([]);
+  });
+
+  it('refuses upstream_scopes without upstream_token, and an upstream_token header another rule uses', () => {
+    expect(messages(() => build({ services: { a: { upstream: 'http://a', upstream_scopes: ['drive'] } } }))).toEqual([
+      'services.a.upstream_scopes: needs forward.upstream_token: the scopes are granted on the upstream token, which this service does not receive',
+    ]);
+    expect(messages(() => build({ services: { a: { upstream: 'http://a', forward: { upstream_token: 'x-user-email' } } } }))).toEqual([
+      'services.a.forward.upstream_token: is the same header as forward.identity_headers.email',
+    ]);
+    expect(messages(() => build({ services: { a: { upstream: 'http://a', forward: { upstream_token: 'Cookie' }, upstream_scopes: ['two words'] } } }))).toEqual([
+      'services.a.forward.upstream_token: is a header that HTTP or the gateway itself controls; choose another name',
+      'services.a.upstream_scopes[0]: must be a scope name: printable characters without spaces, quotes or backslashes',
     ]);
   });
 
@@ -319,8 +340,8 @@ describe('validation', () => {
   it('requires at least one provider and a known provider type', () => {
     expect(messages(() => build({ identity_providers: [] }))).toEqual(['identity_providers: list at least one identity provider']);
     expect(messages(() => build({ identity_providers: [{ type: 'saml', id: 'x' }, { id: 'y' }] }))).toEqual([
-      'identity_providers[0].type: must be one of: oidc, dev',
-      'identity_providers[1].type: is required: one of oidc, dev',
+      'identity_providers[0].type: must be one of: oidc, dev, github, google, microsoft, okta, auth0, keycloak',
+      'identity_providers[1].type: is required: one of oidc, dev, github, google, microsoft, okta, auth0, keycloak',
     ]);
   });
 
@@ -422,7 +443,7 @@ describe('validation', () => {
     ]);
     expect(messages(() => build({ services: { demo: { upstream: 'http://a', access: { allow: {} } } } }))).toEqual([`services.demo.${nobody}`]);
     expect(build({ services: { demo: { upstream: 'http://a', access: { deny: { groups: ['interns'] } } } } }).services.demo?.access).toEqual({
-      deny: { users: [], emails: [], domains: [], groups: ['interns'] },
+      deny: { users: [], emails: [], domains: [], groups: ['interns'], github_orgs: [], github_teams: [] },
     });
   });
 
@@ -470,9 +491,9 @@ describe('validation', () => {
     expect(messages(() => build({
       tokens: { access_ttl_seconds: 59, refresh_ttl_days: 366, refresh_grace_seconds: 1.5, code_ttl_seconds: '5' },
       log: { level: 'loud' },
-      store: { type: 'postgres' },
+      store: { type: 'mongodb' },
     }))).toEqual([
-      'store.type: must be one of: memory, sqlite',
+      'store.type: must be one of: memory, sqlite, redis, postgres',
       'tokens.access_ttl_seconds: must be a whole number from 60 to 86400',
       'tokens.refresh_ttl_days: must be a whole number from 1 to 365',
       'tokens.refresh_grace_seconds: must be a whole number from 0 to 600',

@@ -194,6 +194,16 @@ const domain = z.string()
   })
   .transform((value) => value.toLowerCase());
 
+/** A GitHub organization login: letters, digits and single hyphens; case-insensitive, so lower-cased. */
+const githubOrg = z.string()
+  .regex(/^[A-Za-z0-9](-?[A-Za-z0-9])*$/, { error: 'must be a GitHub organization login such as acme (letters, digits and -)' })
+  .transform((value) => value.toLowerCase());
+
+/** A GitHub team as `org/team-slug` (the slug as in the team's URL), lower-cased. */
+const githubTeam = z.string()
+  .regex(/^[A-Za-z0-9](-?[A-Za-z0-9])*\/[A-Za-z0-9_.-]+$/, { error: 'must be a GitHub team as org/team-slug, such as acme/platform (the slug as in the team\'s URL)' })
+  .transform((value) => value.toLowerCase());
+
 function list<T extends z.ZodType>(item: T) {
   return z.array(item).default(() => []);
 }
@@ -221,6 +231,8 @@ const rulesShape = {
   emails: list(email),
   domains: list(domain),
   groups: list(text),
+  github_orgs: list(githubOrg),
+  github_teams: list(githubTeam),
 };
 
 const nobodyAllowed =
@@ -304,7 +316,118 @@ const devProvider = z.strictObject({
   name: text.default('Dev sign-in'),
 });
 
-const identityProvider = z.discriminatedUnion('type', [oidcProvider, devProvider]);
+/** `type: github`: GitHub's OAuth 2.0 (no OIDC) plus its REST API; base_url/api_url for GitHub Enterprise Server. */
+const githubProvider = z.strictObject({
+  type: z.literal('github'),
+  id: slug,
+  name: text.optional(),
+  icon: iconUrl.optional(),
+  client_id: text,
+  client_secret: text,
+  base_url: issuerUrl.optional(),
+  api_url: issuerUrl.optional(),
+  scopes: list(scopeToken),
+});
+
+// The OpenID Connect presets: the oidc provider with one provider's defaults and quirks
+// (src/identity/<type>.ts). They take the client registered there, and where the provider
+// lives when not at its usual place (self-hosted, national clouds, local stand-ins in tests).
+
+const presetShape = {
+  id: slug,
+  name: text.optional(),
+  icon: iconUrl.optional(),
+  client_id: text,
+  client_secret: text,
+  scopes: list(scopeToken),
+};
+
+/** A host name alone, as Okta and Auth0 name a tenant: dev-123.okta.com. */
+function providerDomain(example: string) {
+  return z.string().superRefine((value, ctx) => {
+    const problem = /^[a-z][a-z0-9+.-]*:\/\//i.test(value)
+      ? `must be the host name only, such as ${example}, without ${value.slice(0, value.indexOf(':') + 3)}`
+      : hostName.test(value) && value.includes('.') ? undefined : `must be a host name such as ${example}`;
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: value });
+  });
+}
+
+/** An origin (scheme, host, port), https or loopback http: Entra's authority. */
+const authorityUrl = url((value, parsed) => {
+  const problem = issuerProblem(value, parsed);
+  if (problem !== undefined) return problem;
+  return parsed.pathname === '/' ? undefined : `must be an origin only, such as ${parsed.origin}, without a path: the tenant is set by tenant`;
+}, 'https://login.microsoftonline.com');
+
+const entraTenant = z.string().refine(
+  (value) => ['common', 'organizations', 'consumers'].includes(value)
+    || /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)
+    || (hostName.test(value) && value.includes('.')),
+  { error: 'must be common, organizations, consumers, or one tenant\'s id (a GUID) or domain (contoso.onmicrosoft.com)' },
+);
+
+/** Exactly one of `domain` and `issuer`; `only_with_domain` keys make sense with `domain` alone. */
+function domainOrIssuer(example: string, onlyWithDomain: readonly string[] = []) {
+  return (entry: unknown, ctx: z.core.$RefinementCtx<unknown>): void => {
+    if (!isRecord(entry)) return;
+    if (entry.domain !== undefined && entry.issuer !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'cannot be set together with domain: set domain, or issuer for an issuer of another shape, not both', input: entry.issuer });
+    } else if (entry.domain === undefined && entry.issuer === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['domain'], message: `is required (or issuer): the tenant's domain, such as ${example}`, input: undefined });
+    }
+    for (const key of onlyWithDomain) {
+      if (entry[key] !== undefined && entry.issuer !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'goes with domain; with issuer, the issuer already names the authorization server (https://{domain}/oauth2/{id})', input: entry[key] });
+      }
+    }
+  };
+}
+
+const googleProvider = z.strictObject({
+  type: z.literal('google'),
+  ...presetShape,
+  issuer: issuerUrl.optional(),
+});
+
+const microsoftProvider = z.strictObject({
+  type: z.literal('microsoft'),
+  ...presetShape,
+  tenant: entraTenant,
+  authority: authorityUrl.optional(),
+  groups_claim: text.default('groups'),
+});
+
+const oktaProvider = z.strictObject({
+  type: z.literal('okta'),
+  ...presetShape,
+  domain: providerDomain('dev-123.okta.com').optional(),
+  authorization_server: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: 'must be an authorization server id such as default or aus1a2b3c4d5e6f7g8' }).optional(),
+  issuer: issuerUrl.optional(),
+  groups_claim: text.default('groups'),
+}).superRefine(domainOrIssuer('dev-123.okta.com', ['authorization_server']), always);
+
+const auth0Provider = z.strictObject({
+  type: z.literal('auth0'),
+  ...presetShape,
+  domain: providerDomain('example.eu.auth0.com').optional(),
+  issuer: issuerUrl.optional(),
+  groups_claim: text.refine((claim) => claim !== 'groups' && claim !== 'roles', {
+    error: 'is a claim name Auth0 reserves and drops from tokens: have an Action set a namespaced claim such as https://example.com/groups, and name that',
+  }).optional(),
+}).superRefine(domainOrIssuer('example.eu.auth0.com'), always);
+
+const keycloakProvider = z.strictObject({
+  type: z.literal('keycloak'),
+  ...presetShape,
+  url: issuerUrl,
+  realm: z.string().regex(/^[A-Za-z0-9._~-]+$/, { error: 'must be a realm name as it appears in the realm\'s URLs (letters, digits, ".", "_", "-", "~"); for others use type: oidc with the issuer' }),
+  groups_claim: text.default('groups'),
+});
+
+const identityProvider = z.discriminatedUnion('type', [
+  oidcProvider, devProvider, githubProvider,
+  googleProvider, microsoftProvider, oktaProvider, auth0Provider, keycloakProvider,
+]);
 
 const identityProviders = z.array(identityProvider)
   .min(1, { error: 'list at least one identity provider' })
@@ -363,11 +486,7 @@ const forward = z.strictObject({
   identity_headers: z.preprocess(toggle(true), identityHeaderNames.nullable()),
   identity_jwt: z.preprocess(toggle(false), identityJwt.nullable()),
   upstream_token: headerName.optional(),
-}).superRefine(checkDistinctHeaders, always).superRefine((item, ctx) => {
-  if (item.upstream_token !== undefined) {
-    ctx.addIssue({ code: 'custom', path: ['upstream_token'], message: 'forwarding identity-provider tokens is not available in this version', input: item.upstream_token });
-  }
-});
+}).superRefine(checkDistinctHeaders, always);
 
 const service = z.strictObject({
   upstream: upstreamUrl,
@@ -391,9 +510,16 @@ const service = z.strictObject({
   default: flag().default(false),
   access: serviceAccess.optional(),
   forward: forward.prefault({ identity_headers: true, identity_jwt: false }),
+  // Scopes asked of the identity provider, on the user's upstream token, when this service is authorized.
+  upstream_scopes: list(scopeToken),
   timeout_ms: integer(1000, 600_000).default(30_000),
   max_body_bytes: integer(1, 1024 ** 3).default(4 * 1024 * 1024),
 }).superRefine((item, ctx) => {
+  // Upstream scopes only matter on a token the service receives; without one they would make
+  // every sign-in ask the user for rights nothing uses.
+  if (item.upstream_scopes.length > 0 && item.forward.upstream_token === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['upstream_scopes'], message: 'needs forward.upstream_token: the scopes are granted on the upstream token, which this service does not receive', input: item.upstream_scopes });
+  }
   // A scope a method requires must be one the service offers, or no token could ever carry it.
   for (const [method, scope] of Object.entries(item.method_scopes)) {
     if (!item.scopes.includes(scope)) {
@@ -492,6 +618,58 @@ const clients = z.strictObject({
 
 const defaultStorePath = './data/gatehouse.db';
 
+const redisUrl = url(
+  (_, parsed) => (parsed.protocol === 'redis:' || parsed.protocol === 'rediss:' ? undefined : 'must be a redis:// or rediss:// (TLS) URL'),
+  'redis://127.0.0.1:6379',
+);
+
+const postgresUrl = url(
+  (_, parsed) => (parsed.protocol === 'postgres:' || parsed.protocol === 'postgresql:' ? undefined : 'must be a postgres:// URL'),
+  'postgres://gatehouse@127.0.0.1:5432/gatehouse',
+);
+
+const hostPort = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+  error: 'must be host:port, such as redis-1:26379 or [::1]:6379',
+});
+
+const hostPorts = z.array(hostPort).min(1, { error: 'must list at least one host:port' });
+
+/** TLS to a store: on, off, or on with a private CA or (for tests) without verification. */
+const storeTls = z.union([
+  flag(),
+  z.strictObject({ ca_file: text.optional(), reject_unauthorized: flag().optional() }),
+], { error: 'must be true, false, or a mapping with ca_file and reject_unauthorized' });
+
+const redisStore = z.strictObject({
+  type: z.literal('redis'),
+  url: redisUrl.optional(),
+  password: text.optional(),
+  key_prefix: text.default('gatehouse:'),
+  tls: storeTls.optional(),
+  sentinel: z.strictObject({ name: text, nodes: hostPorts }).optional(),
+  cluster: z.strictObject({ nodes: hostPorts }).optional(),
+}).superRefine((store, ctx) => {
+  const given = (['url', 'sentinel', 'cluster'] as const).filter((key) => store[key] !== undefined);
+  if (given.length === 1) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: given.length === 0 ? ['url'] : [given[1] as string],
+    message: given.length === 0
+      ? 'is required: a redis:// URL, or sentinel or cluster nodes'
+      : `cannot be combined with ${given[0]}: give one of url, sentinel or cluster (password and tls apply to all three)`,
+  });
+}, always);
+
+const postgresStore = z.strictObject({
+  type: z.literal('postgres'),
+  url: postgresUrl,
+  pool_size: integer(1, 100).default(10),
+  schema: z.string().regex(/^[a-z_][a-z0-9_]{0,29}$/, {
+    error: 'must be a lower-case SQL name of at most 30 characters: letters, digits and _, not starting with a digit',
+  }).default('gatehouse'),
+  ssl: storeTls.optional(),
+});
+
 const hostName = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
 
 const configShape = {
@@ -515,6 +693,8 @@ const configShape = {
   store: z.discriminatedUnion('type', [
     z.strictObject({ type: z.literal('memory') }),
     z.strictObject({ type: z.literal('sqlite'), path: text.default(defaultStorePath) }),
+    redisStore,
+    postgresStore,
   ]).prefault({ type: 'sqlite' }),
   secrets: z.strictObject(
     {
@@ -573,11 +753,37 @@ function checkAcrossSections(config: unknown, ctx: z.core.$RefinementCtx<unknown
   }
 }
 
+/**
+ * `github_orgs` and `github_teams` match only people who signed in with a `github` provider:
+ * without one they can never match, which is almost certainly a mistake.
+ */
+function checkGitHubRules(config: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
+  if (!isRecord(config) || !Array.isArray(config.identity_providers)) return;
+  if (config.identity_providers.some((provider: unknown) => isRecord(provider) && provider.type === 'github')) return;
+  const places: Array<[KeyPath, unknown]> = [[['access'], config.access]];
+  if (isRecord(config.services)) {
+    for (const [name, item] of Object.entries(config.services)) places.push([['services', name, 'access'], isRecord(item) ? item.access : undefined]);
+  }
+  for (const [path, access] of places) {
+    if (!isRecord(access)) continue;
+    for (const list of ['allow', 'deny']) {
+      const rules = access[list];
+      if (!isRecord(rules)) continue;
+      for (const key of ['github_orgs', 'github_teams']) {
+        if (Array.isArray(rules[key]) && rules[key].length > 0) {
+          ctx.addIssue({ code: 'custom', path: [...path, list, key], message: 'matches only people who sign in with a GitHub identity provider, and none is configured: add one (type: github) or remove this rule', input: rules[key] });
+        }
+      }
+    }
+  }
+}
+
 /** Validates a whole configuration and fills in defaults. `issuer` is derived from `public_url`. */
 export const configSchema = z.strictObject(configShape, {
   error: wrongType('the configuration must be a mapping of keys such as public_url, services and identity_providers'),
 })
   .superRefine(checkAcrossSections, always)
+  .superRefine(checkGitHubRules, always)
   .transform(({ public_url, ...rest }) => ({ public_url, issuer: public_url, ...rest }));
 
 // ---------------------------------------------------------------------------------------------
@@ -709,6 +915,12 @@ export type ServiceConfig = Config['services'][string];
 export type IdentityProviderConfig = Config['identity_providers'][number];
 export type OidcProviderConfig = Extract<IdentityProviderConfig, { type: 'oidc' }>;
 export type DevProviderConfig = Extract<IdentityProviderConfig, { type: 'dev' }>;
+export type GitHubProviderConfig = Extract<IdentityProviderConfig, { type: 'github' }>;
+export type GoogleProviderConfig = Extract<IdentityProviderConfig, { type: 'google' }>;
+export type MicrosoftProviderConfig = Extract<IdentityProviderConfig, { type: 'microsoft' }>;
+export type OktaProviderConfig = Extract<IdentityProviderConfig, { type: 'okta' }>;
+export type Auth0ProviderConfig = Extract<IdentityProviderConfig, { type: 'auth0' }>;
+export type KeycloakProviderConfig = Extract<IdentityProviderConfig, { type: 'keycloak' }>;
 /** Who a rule set names: user ids, e-mail addresses, e-mail domains, groups. `"*"` in users or emails is anyone. */
 export type AccessRules = Config['access']['allow'];
 export type AccessConfig = Config['access'];

@@ -12,6 +12,14 @@ export interface Identity {
   name?: string;
   picture?: string;
   groups: string[];
+  /**
+   * GitHub only, and only when an access rule names GitHub orgs or teams: the logins of the
+   * organizations the person belongs to, lower-cased. Kept apart from `groups` so that a group
+   * claim from another provider can never satisfy a `github_orgs` rule.
+   */
+  githubOrgs?: string[];
+  /** GitHub only, as `githubOrgs`: the person's teams as `org/team-slug`, lower-cased. */
+  githubTeams?: string[];
 }
 
 /**

@@ -1,5 +1,8 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as client from 'openid-client';
 import { describe, expect, it } from 'vitest';
-import { describeDiscoveryError, identityFromClaims } from './oidc.ts';
+import { createOidcProvider, describeDiscoveryError, identityFromClaims, signInScopes } from './oidc.ts';
 import { SignInError } from './provider.ts';
 
 const base = { sub: 'u-1', email: 'alice@example.com' };
@@ -108,5 +111,59 @@ describe('describeDiscoveryError', () => {
     expect(describeDiscoveryError(new Error('timeout', { cause: new Error('timeout') }))).toBe('timeout');
     expect(describeDiscoveryError('plain')).toBe('plain');
     expect(describeDiscoveryError(new Error(''))).toBe('unknown error');
+  });
+});
+
+describe('signInScopes', () => {
+  const configuration = (scopesSupported?: string[]) => new client.Configuration({
+    issuer: 'https://idp.example.com',
+    authorization_endpoint: 'https://idp.example.com/authorize',
+    ...(scopesSupported ? { scopes_supported: scopesSupported } : {}),
+  }, 'gatehouse');
+
+  it('adds the extra scopes, and offline_access with them when discovery lists it (OIDC Core §11)', () => {
+    expect(signInScopes(configuration(['openid', 'offline_access']), ['openid', 'email'], ['drive.readonly', 'email']))
+      .toEqual(['openid', 'email', 'drive.readonly', 'offline_access']);
+  });
+
+  it('adds no offline_access without extra scopes, or when the provider does not list it', () => {
+    expect(signInScopes(configuration(['openid', 'offline_access']), ['openid', 'email'], [])).toEqual(['openid', 'email']);
+    expect(signInScopes(configuration(['openid', 'offline_access']), ['openid'], undefined)).toEqual(['openid']);
+    expect(signInScopes(configuration(['openid', 'email']), ['openid'], ['drive.readonly'])).toEqual(['openid', 'drive.readonly']);
+    expect(signInScopes(configuration(), ['openid'], ['drive.readonly'])).toEqual(['openid', 'drive.readonly']);
+  });
+});
+
+describe('refresh', () => {
+  it('rejects with SignInError only when the provider answers with an error, not when it cannot be reached', async () => {
+    let tokenAnswer: 'error' | 'hang-up' = 'error';
+    const server = createServer((req, res) => {
+      const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      if (req.url === '/.well-known/openid-configuration') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ issuer: origin, authorization_endpoint: `${origin}/authorize`, token_endpoint: `${origin}/token`, jwks_uri: `${origin}/jwks` }));
+      } else if (tokenAnswer === 'error') {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'invalid_grant', error_description: 'grant revoked' }));
+      } else {
+        req.socket.destroy();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const provider = createOidcProvider({ id: 'corp', issuer, clientId: 'gatehouse', clientSecret: 'secret', scopes: ['openid'], groupsClaim: 'groups' });
+    try {
+      for (let i = 0; i < 50 && !provider.readiness().ready; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      const refused = await provider.refresh!('rt-1').catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(SignInError);
+      expect((refused as Error).message).toContain('invalid_grant');
+      tokenAnswer = 'hang-up';
+      const unreachable = await provider.refresh!('rt-1').catch((error: unknown) => error);
+      expect(unreachable).toBeInstanceOf(Error);
+      expect(unreachable).not.toBeInstanceOf(SignInError);
+    } finally {
+      provider.close();
+      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+    }
   });
 });

@@ -57,6 +57,17 @@ export interface IdentityProvider {
    */
   refresh?(refreshToken: string): Promise<UpstreamTokens>;
 
+  /**
+   * Optional: re-reads what may have changed about a signed-in person (GitHub org and team
+   * membership) with their stored upstream tokens, refreshing those first when they expire.
+   * The gateway calls it when its own refresh token is used, so access rules see current
+   * membership. Present only when the provider has something to re-read for the configured
+   * rules; the gateway keeps the person's upstream tokens (sealed) only for such a provider.
+   * Rejects with `SignInError` when the provider no longer accepts the tokens (the refresh must
+   * then fail), with any other error when the provider could not be asked.
+   */
+  reload?(previous: Identity, tokens: UpstreamTokens): Promise<SignInResult>;
+
   /** Whether the provider can start sign-ins now, and why not, for /ready. */
   readiness(): { ready: boolean; detail?: string };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideAccess, matchingRule, type AccessPolicy, type Subject } from './access.ts';
+import { decideAccess, matchingRule, usesGitHubMembership, type AccessPolicy, type Subject } from './access.ts';
 
 function subject(overrides: Partial<Subject> = {}): Subject {
   return { accountId: 'corp:alice-1', email: 'alice@example.com', emailVerified: true, groups: [], ...overrides };
@@ -114,5 +114,46 @@ describe('decideAccess', () => {
 describe('matchingRule', () => {
   it('is undefined without rules', () => {
     expect(matchingRule(undefined, subject())).toBeUndefined();
+  });
+});
+
+describe('GitHub org and team rules', () => {
+  const github = (overrides: Partial<Subject> = {}) => subject({ accountId: 'gh:1001', email: undefined, emailVerified: false, githubOrgs: ['acme', 'other'], githubTeams: ['acme/platform'], ...overrides });
+
+  it('allows a member of a listed org or team, without regard to case', () => {
+    expect(decideAccess({ allow: { github_orgs: ['acme'] } }, github())).toEqual({ allowed: true, rule: 'github_orgs: acme' });
+    expect(decideAccess({ allow: { github_orgs: ['ACME'] } }, github({ githubOrgs: ['Acme'] }))).toEqual({ allowed: true, rule: 'github_orgs: acme' });
+    expect(decideAccess({ allow: { github_teams: ['acme/platform'] } }, github())).toEqual({ allowed: true, rule: 'github_teams: acme/platform' });
+    expect(decideAccess({ allow: { github_teams: ['acme/security'] } }, github()).allowed).toBe(false);
+    expect(decideAccess({ allow: { github_teams: ['other/platform'] } }, github()).allowed).toBe(false);
+  });
+
+  it('refuses a non-member with a message about GitHub membership that names no org', () => {
+    const decision = decideAccess({ allow: { github_orgs: ['secret-org'] } }, github({ githubOrgs: [], githubTeams: [] }), 'the wiki');
+    expect(decision).toMatchObject({ allowed: false, reason: 'no allow rule matched (not in an allowed GitHub organization or team)' });
+    expect(decision.allowed === false && decision.userMessage).toMatch(/^Your GitHub account is not a member of an organization or team allowed to use the wiki\. /);
+    expect(decision.allowed === false && decision.userMessage).not.toContain('secret-org');
+  });
+
+  it('is matched only by membership read from GitHub: groups from another provider never count', () => {
+    const oidc = subject({ accountId: 'corp:alice', groups: ['acme', 'acme/platform'] });
+    expect(decideAccess({ allow: { github_orgs: ['acme'], github_teams: ['acme/platform'] } }, oidc)).toMatchObject({ allowed: false, reason: 'no allow rule matched' });
+    expect(decideAccess({ allow: { groups: ['acme'] } }, github({ groups: [] })).allowed).toBe(false);
+  });
+
+  it('lets a deny org or team rule win over every allow rule', () => {
+    const allow = { users: ['*'], github_orgs: ['acme'] };
+    expect(decideAccess({ allow, deny: { github_orgs: ['other'] } }, github())).toMatchObject({ allowed: false, reason: 'deny rule github_orgs: other' });
+    expect(decideAccess({ allow, deny: { github_teams: ['acme/platform'] } }, github())).toMatchObject({ allowed: false, reason: 'deny rule github_teams: acme/platform' });
+    expect(decideAccess({ allow, deny: { github_teams: ['acme/contractors'] } }, github())).toEqual({ allowed: true, rule: 'users: *' });
+  });
+});
+
+describe('usesGitHubMembership', () => {
+  it('is true only when some allow or deny list names an org or a team', () => {
+    expect(usesGitHubMembership([{ allow: { users: ['*'] } }, undefined])).toBe(false);
+    expect(usesGitHubMembership([{ allow: { users: ['*'], github_orgs: [] } }])).toBe(false);
+    expect(usesGitHubMembership([{ allow: { users: ['*'] } }, { deny: { github_teams: ['acme/interns'] } }])).toBe(true);
+    expect(usesGitHubMembership([{ allow: { github_orgs: ['acme'] } }])).toBe(true);
   });
 });

@@ -6,6 +6,11 @@
  * email the provider reports, verified or not: failing closed costs nothing (whoever claims a
  * denied address is refused), while ignoring unverified emails would let a denied person
  * through `users: ["*"]` merely by leaving their address unverified.
+ *
+ * `github_orgs` and `github_teams` match only the membership the `github` identity provider
+ * read from GitHub's API (`Subject.githubOrgs` / `githubTeams`); no other provider sets those
+ * fields, and `groups` never satisfies them, so another provider's `groups` claim cannot pose
+ * as GitHub membership.
  */
 
 export interface AccessRules {
@@ -13,6 +18,10 @@ export interface AccessRules {
   emails?: readonly string[] | undefined;
   domains?: readonly string[] | undefined;
   groups?: readonly string[] | undefined;
+  /** GitHub organization logins, lower-case. */
+  github_orgs?: readonly string[] | undefined;
+  /** GitHub teams as `org/team-slug`, lower-case. */
+  github_teams?: readonly string[] | undefined;
 }
 
 export interface AccessPolicy {
@@ -26,6 +35,10 @@ export interface Subject {
   email?: string | undefined;
   emailVerified: boolean;
   groups: readonly string[];
+  /** Set only for GitHub identities whose membership was read (lower-case org logins). */
+  githubOrgs?: readonly string[] | undefined;
+  /** Set only for GitHub identities whose membership was read (`org/team-slug`, lower-case). */
+  githubTeams?: readonly string[] | undefined;
 }
 
 export type AccessDecision =
@@ -50,7 +63,26 @@ export function matchingRule(rules: AccessRules | undefined, subject: Subject, a
   if (domain && rules.domains?.some((entry) => entry.toLowerCase() === domain)) return `domains: ${domain}`;
   const group = subject.groups.find((name) => rules.groups?.includes(name));
   if (group !== undefined) return `groups: ${group}`;
+  // GitHub logins and team slugs are case-insensitive; both sides are compared lower-cased.
+  const org = subject.githubOrgs?.find((name) => includesFolded(rules.github_orgs, name));
+  if (org !== undefined) return `github_orgs: ${org.toLowerCase()}`;
+  const team = subject.githubTeams?.find((name) => includesFolded(rules.github_teams, name));
+  if (team !== undefined) return `github_teams: ${team.toLowerCase()}`;
   return undefined;
+}
+
+function includesFolded(list: readonly string[] | undefined, value: string): boolean {
+  const folded = value.toLowerCase();
+  return list?.some((entry) => entry.toLowerCase() === folded) ?? false;
+}
+
+/**
+ * Whether any of the policies names GitHub orgs or teams: only then does the `github` provider
+ * ask for `read:org` and read membership at sign-in (and again at each token refresh).
+ */
+export function usesGitHubMembership(policies: ReadonlyArray<AccessPolicy | undefined>): boolean {
+  return policies.some((policy) => [policy?.allow, policy?.deny].some((rules) =>
+    (rules?.github_orgs?.length ?? 0) > 0 || (rules?.github_teams?.length ?? 0) > 0));
 }
 
 export function decideAccess(policy: AccessPolicy, subject: Subject, what = 'this gateway'): AccessDecision {
@@ -61,11 +93,26 @@ export function decideAccess(policy: AccessPolicy, subject: Subject, what = 'thi
   const allowed = matchingRule(policy.allow, subject);
   if (allowed) return { allowed: true, rule: allowed };
   const unverified = subject.email !== undefined && !subject.emailVerified;
+  if (unverified) {
+    return {
+      allowed: false,
+      reason: 'no allow rule matched (email not verified)',
+      userMessage: `Your email address is not verified at your identity provider, so it cannot grant access to ${what}.`,
+    };
+  }
+  const githubRules = (policy.allow?.github_orgs?.length ?? 0) > 0 || (policy.allow?.github_teams?.length ?? 0) > 0;
+  if (githubRules && subject.githubOrgs !== undefined) {
+    // Names no org or team: which ones grant access is the operator's business, not the visitor's.
+    return {
+      allowed: false,
+      reason: 'no allow rule matched (not in an allowed GitHub organization or team)',
+      userMessage: `Your GitHub account is not a member of an organization or team allowed to use ${what}. ` +
+        'If you are a member, an organization owner may need to approve this application for the organization on GitHub; otherwise ask the administrator for access.',
+    };
+  }
   return {
     allowed: false,
-    reason: unverified ? 'no allow rule matched (email not verified)' : 'no allow rule matched',
-    userMessage: unverified
-      ? `Your email address is not verified at your identity provider, so it cannot grant access to ${what}.`
-      : `Your account is not on the list of people allowed to use ${what}. Ask the administrator for access.`,
+    reason: 'no allow rule matched',
+    userMessage: `Your account is not on the list of people allowed to use ${what}. Ask the administrator for access.`,
   };
 }

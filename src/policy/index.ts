@@ -1,1 +1,1 @@
-export { decideAccess, matchingRule, type AccessDecision, type AccessPolicy, type AccessRules, type Subject } from './access.ts';
+export { decideAccess, matchingRule, usesGitHubMembership, type AccessDecision, type AccessPolicy, type AccessRules, type Subject } from './access.ts';

@@ -7,10 +7,12 @@
  *   3. body size            over the service's limit → 413
  *   4. bearer               none → 401 challenge; bad, expired, revoked or another service's → 401 invalid_token
  *   5. access policy        the gateway's and the service's `access` rules, on every request
- *   6. forward              identity headers set, the client's Authorization never forwarded
+ *   6. upstream token       for a service with `forward.upstream_token`: the user's fresh
+ *                           identity-provider token, or 401 invalid_token when there is none
+ *   7. forward              identity headers set, the client's Authorization never forwarded
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Account, ProtectedService } from '../authz/index.ts';
+import type { Account, ProtectedService, UpstreamTokenKeeper } from '../authz/index.ts';
 import { decideAccess, type AccessPolicy } from '../policy/index.ts';
 import { bearerChallenge, metadataUrl, type BearerVerifier } from '../resource/index.ts';
 import { forwardRequest, sendJsonRpcError } from './http.ts';
@@ -28,6 +30,8 @@ export interface McpServiceDefinition {
   forward: {
     identity_headers: IdentityHeaderNames | null;
     identity_jwt?: { header: string; ttl_seconds: number } | null | undefined;
+    /** Header that carries the user's upstream access token; absent: the service never receives one. */
+    upstream_token?: string | undefined;
   };
 }
 
@@ -41,6 +45,8 @@ export interface McpEndpointContext {
   allowLoopbackOrigins: boolean;
   signIdentity: IdentityAssertionSigner;
   loadAccount(accountId: string): Promise<Account | undefined>;
+  /** Upstream tokens for services with `forward.upstream_token`. */
+  upstreamTokens?: Pick<UpstreamTokenKeeper, 'accessToken'> | undefined;
 }
 
 const CORS_BASE = {
@@ -142,6 +148,23 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
     const assertion = definition.forward.identity_jwt;
     if (assertion) {
       headers[assertion.header.toLowerCase()] = await context.signIdentity(identity, definition.upstream, assertion.ttl_seconds);
+    }
+    const upstreamTokenHeader = definition.forward.upstream_token;
+    if (upstreamTokenHeader) {
+      // No usable upstream token: the gateway's token is of no use to this service either.
+      // invalid_token makes the client refresh, which fails for want of the upstream token
+      // (provider.ts, findAccount), so it authorizes again and the user signs in upstream
+      // (RFC 6750 §3.1). The token itself goes only to the server, never into a response.
+      const upstream = context.upstreamTokens
+        ? await context.upstreamTokens.accessToken(account.accountId)
+        : { ok: false as const, reason: 'none', description: 'upstream tokens are not available' };
+      if (!upstream.ok) {
+        request.log.warn({ event: 'upstream_token.unavailable', account: account.accountId, service: service.id, reason: upstream.reason }, 'no upstream token for a service that needs one');
+        return deny(401, 'unauthorized', upstream.description, {
+          'www-authenticate': bearerChallenge({ resourceMetadata: challengeUrl, scope: service.scopes, error: 'invalid_token', description: upstream.description }),
+        });
+      }
+      headers[upstreamTokenHeader.toLowerCase()] = upstream.accessToken;
     }
     reply.hijack();
     await forwardRequest(request.raw, reply.raw, {

@@ -1,9 +1,11 @@
 /**
  * Entry point of the store: the Store contract plus `createStore`, which picks an engine by
- * the `type` of its configuration. New engines (redis, postgres) add a config variant and a
- * registry entry; nothing else changes for callers.
+ * the `type` of its configuration. A new engine adds a config variant and a registry entry;
+ * nothing else changes for callers.
  */
 import { createMemoryStore } from './memory-store.ts';
+import { createPostgresStore, type PostgresStoreConfig } from './postgres-store.ts';
+import { createRedisStore, type RedisStoreConfig } from './redis-store.ts';
 import { createSqliteStore } from './sqlite-store.ts';
 import type { Store } from './store.ts';
 
@@ -17,10 +19,12 @@ export {
 } from './store.ts';
 export { createMemoryStore, type MemoryStoreOptions } from './memory-store.ts';
 export { createSqliteStore, type SqliteStoreOptions } from './sqlite-store.ts';
+export { createRedisStore, type RedisStoreConfig, type RedisStoreOptions } from './redis-store.ts';
+export { createPostgresStore, type PostgresStoreConfig, type PostgresStoreOptions } from './postgres-store.ts';
 // Sealing lives beside the store because callers seal secrets before putting them.
 export { createSealer, decodeEncryptionKey, deriveSecret, type Sealer } from './sealed.ts';
 
-export type StoreConfig = { type: 'memory' } | { type: 'sqlite'; path: string };
+export type StoreConfig = { type: 'memory' } | { type: 'sqlite'; path: string } | RedisStoreConfig | PostgresStoreConfig;
 
 type StoreType = StoreConfig['type'];
 
@@ -32,11 +36,35 @@ type Registry = {
 const engines: Registry = {
   memory: () => createMemoryStore(),
   sqlite: (config) => createSqliteStore({ path: config.path }),
+  redis: (config) => createRedisStore({
+    ...(config.url !== undefined ? { url: config.url } : {}),
+    ...(config.password !== undefined ? { password: config.password } : {}),
+    ...(config.key_prefix !== undefined ? { keyPrefix: config.key_prefix } : {}),
+    ...(config.tls !== undefined ? { tls: tlsOptions(config.tls) } : {}),
+    ...(config.sentinel !== undefined ? { sentinel: config.sentinel } : {}),
+    ...(config.cluster !== undefined ? { cluster: config.cluster } : {}),
+  }),
+  postgres: (config) => createPostgresStore({
+    url: config.url,
+    ...(config.pool_size !== undefined ? { poolSize: config.pool_size } : {}),
+    ...(config.schema !== undefined ? { schema: config.schema } : {}),
+    ...(config.ssl !== undefined ? { ssl: tlsOptions(config.ssl) } : {}),
+  }),
 };
 
+/** TLS settings as the engines take them, from the configuration's snake_case form. */
+function tlsOptions(tls: boolean | { ca_file?: string; reject_unauthorized?: boolean }) {
+  if (typeof tls === 'boolean') return tls;
+  return {
+    ...(tls.ca_file !== undefined ? { caFile: tls.ca_file } : {}),
+    ...(tls.reject_unauthorized !== undefined ? { rejectUnauthorized: tls.reject_unauthorized } : {}),
+  };
+}
+
 /**
- * Opens the store the configuration names. Async although today's engines open synchronously,
- * because network engines must connect and migrate before they can answer.
+ * Opens the store the configuration names. Network engines (redis, postgres) connect, and
+ * postgres migrates its schema, before this resolves; an unreachable server rejects with
+ * StoreUnavailableError.
  */
 export async function createStore(config: StoreConfig): Promise<Store> {
   // Configs come from YAML at run time, so an unknown type must fail with a clear message.

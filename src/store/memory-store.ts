@@ -13,6 +13,7 @@ import {
   expiryFor,
   windowLength,
 } from './store.ts';
+import { createLocalEvents } from './local-events.ts';
 
 export interface MemoryStoreOptions {
   /** How often expired records are removed; 0 or less disables the timer. Default 60 s. */
@@ -109,9 +110,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const interval = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
   // unref'd so an idle store never keeps the process alive on its own.
   const timer = interval > 0 ? setInterval(sweepExpired, interval).unref() : undefined;
+  // Events stay within this store: a memory store has no one else to tell.
+  const events = createLocalEvents(assertOpen);
 
   return {
     engine: 'memory',
+    subscribe: events.subscribe,
+    publish: events.publish,
 
     async put(kind: string, id: string, value: StoredValue, putOptions: PutOptions = {}): Promise<void> {
       assertOpen();
@@ -195,6 +200,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     async close(): Promise<void> {
       closed = true;
       clearInterval(timer);
+      events.close();
       records.clear();
       byGrant.clear();
       byIndex.clear();

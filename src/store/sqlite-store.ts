@@ -4,7 +4,7 @@
  * increment atomic across processes without explicit transactions.
  */
 import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type SQLOutputValue } from 'node:sqlite';
 import {
   epochSeconds,
@@ -16,6 +16,7 @@ import {
   expiryFor,
   windowLength,
 } from './store.ts';
+import { createLocalEvents } from './local-events.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; parent directories are created. `:memory:` gives a private in-memory database. */
@@ -102,9 +103,18 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   const sweepQuietly = (): void => void store.sweep().catch(() => undefined);
   // unref'd so an idle store never keeps the process alive on its own.
   const timer = interval > 0 ? setInterval(sweepQuietly, interval).unref() : undefined;
+  // Events reach the stores of this process that opened the same file, never other processes:
+  // SQLite has no channel between them. Several gateway processes on one file therefore
+  // notice each other's revocations only through their caches' expiry.
+  const assertOpen = (): void => {
+    if (!db.isOpen) throw new StoreUnavailableError('sqlite store is closed');
+  };
+  const events = createLocalEvents(assertOpen, options.path === ':memory:' ? undefined : resolve(options.path));
 
   const store: Store = {
     engine: 'sqlite',
+    subscribe: events.subscribe,
+    publish: events.publish,
 
     async put(kind: string, id: string, value: StoredValue, putOptions: PutOptions = {}): Promise<void> {
       const json = JSON.stringify(value);
@@ -169,6 +179,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
     async close(): Promise<void> {
       clearInterval(timer);
+      events.close();
       if (db.isOpen) guard(() => db.close());
     },
   };

@@ -99,6 +99,26 @@ export interface Store {
 
   /** Releases connections and timers. The store is unusable afterwards. */
   close(): Promise<void>;
+
+  /**
+   * Optional: small events between every process sharing the store (a revoked grant, a rotated
+   * signing key), so replicas can drop what they cached. Redis uses pub/sub, Postgres
+   * LISTEN/NOTIFY; memory and SQLite deliver within the one process only.
+   *
+   * Resolves once the subscription is active: a message published after that reaches
+   * `onMessage`, asynchronously, on every process subscribed to `channel` (the publisher's own
+   * included), in the order one publisher sent them. Delivery is at most once: messages
+   * published while a subscriber's connection is down are lost (it resubscribes by itself when
+   * the connection comes back), so events may only shorten a cache, never replace its expiry.
+   * Exceptions thrown by `onMessage` are swallowed. Resolves to an unsubscribe function, which
+   * may be called more than once. Rejects with StoreUnavailableError when the engine cannot be
+   * reached, and with RangeError for a channel or message that `checkChannel`/`checkMessage`
+   * refuse.
+   */
+  subscribe?(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+
+  /** Optional, present with `subscribe`: sends `message` to the channel's subscribers (see there). */
+  publish?(channel: string, message: string): Promise<void>;
 }
 
 /** The engine is unreachable or failing; callers map this to 503. */
@@ -122,6 +142,26 @@ export function expiryFor(ttlSeconds: number | undefined, at: number): number | 
     throw new RangeError(`ttlSeconds must be a non-negative number, got ${ttlSeconds}`);
   }
   return at + Math.ceil(ttlSeconds);
+}
+
+/**
+ * Event channel names: short and plain, because engines put them into identifiers (a Postgres
+ * LISTEN channel is at most 63 bytes, schema included).
+ */
+export function checkChannel(channel: string): void {
+  if (!/^[A-Za-z0-9._-]{1,32}$/.test(channel)) {
+    throw new RangeError(`channel must be 1 to 32 letters, digits, ".", "_" or "-", got ${JSON.stringify(channel)}`);
+  }
+}
+
+/** Event payloads stay small: Postgres NOTIFY refuses 8000 bytes and more. */
+export const MAX_MESSAGE_BYTES = 4096;
+
+export function checkMessage(message: string): void {
+  const bytes = Buffer.byteLength(message, 'utf8');
+  if (bytes > MAX_MESSAGE_BYTES) {
+    throw new RangeError(`messages are at most ${MAX_MESSAGE_BYTES} bytes, got ${bytes}`);
+  }
 }
 
 /** A counter window in whole seconds; engines share this rule. */

@@ -45,6 +45,35 @@ export interface UpstreamIdpOptions {
   port?: number;
   /** Name of the claim carrying `UpstreamUser.groups` (default 'groups'); released with the `groups` scope. */
   groupsClaim?: string;
+  /**
+   * Lifetime of access tokens in seconds (default 3600). A few seconds lets tests see the
+   * relying party refresh them; refresh tokens are issued to every client that may use them.
+   */
+  accessTokenTtlSeconds?: number;
+  /** Scopes offered besides openid, offline_access and the claim scopes, e.g. an API's `drive.readonly`. */
+  scopes?: string[];
+
+  // Shapes of real providers (test/support/provider-standins.ts):
+
+  /** The scope that releases the groups claim (default 'groups'; 'openid' releases it always, as a mapper does). */
+  groupsScope?: string;
+  /** The issuer ends with `/`, as Auth0's does: `url` + issuerPath + `/`. */
+  issuerTrailingSlash?: boolean;
+  /**
+   * Scope claims only at userinfo, not in the ID token issued with an access token (OIDC Core
+   * §5.4), like Okta's "thin" ID token; claims requested with the `claims` parameter still are.
+   */
+  thinIdToken?: boolean;
+  /**
+   * More path prefixes served by the same provider, like Entra's `/common/v2.0` beside a
+   * tenant's `/{tid}/v2.0`. Discovery read through one states `discoveryIssuer(url)` as the
+   * issuer (Entra's `{tenantid}` template); tokens still carry the provider's own issuer.
+   */
+  aliases?: Array<{ path: string; discoveryIssuer: (url: string) => string }>;
+  /** `false`: no RFC 9207 `iss` in authorization responses, nor in discovery, like Entra. Default true. */
+  authorizationResponseIss?: boolean;
+  /** Authorization requests carrying one of these parameters are refused with 400 (Entra refuses `resource`). */
+  refusedParameters?: string[];
 }
 
 export interface UpstreamIdp {
@@ -58,6 +87,12 @@ export interface UpstreamIdp {
    * `profile` scope) only if some user given to startUpstreamIdp already had them.
    */
   setUser(login: string, user: UpstreamUser): void;
+  /** The query of every authorization request received, in order. */
+  authorizationRequests: URLSearchParams[];
+  /** The `grant_type` of every token request that succeeded, in order. */
+  tokenGrants: string[];
+  /** The `grant_type` and error of every token request that was refused, in order. */
+  tokenErrors: Array<{ grantType: string; error: string }>;
   close(): Promise<void>;
 }
 
@@ -65,6 +100,7 @@ export interface UpstreamIdp {
 type ProviderHandler = (req: IncomingMessage, res: ServerResponse) => void;
 interface Provider {
   callback(): ProviderHandler;
+  use(middleware: (ctx: never, next: () => Promise<void>) => Promise<void>): void;
   interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
   interactionFinished(
     req: IncomingMessage,
@@ -74,6 +110,8 @@ interface Provider {
   ): Promise<void>;
   Grant: new (init: { accountId: string; clientId: string }) => Grant;
   on(event: 'server_error', listener: (ctx: unknown, error: Error) => void): void;
+  on(event: 'grant.success', listener: (ctx: unknown) => void): void;
+  on(event: 'grant.error', listener: (ctx: unknown, error: Error) => void): void;
 }
 type ProviderConstructor = new (issuer: string, configuration: Record<string, unknown>) => Provider;
 
@@ -97,6 +135,11 @@ export async function startUpstreamIdp(options: UpstreamIdpOptions): Promise<Ups
   const users = new Map(Object.entries(options.users));
   const groupsClaim = options.groupsClaim ?? 'groups';
   const issuerPath = normaliseIssuerPath(options.issuerPath ?? '');
+  const aliases = (options.aliases ?? []).map((alias) => ({ ...alias, path: normaliseIssuerPath(alias.path) }));
+  const mountPaths = [issuerPath, ...aliases.map((alias) => alias.path)];
+  const authorizationRequests: URLSearchParams[] = [];
+  const tokenGrants: string[] = [];
+  const tokenErrors: Array<{ grantType: string; error: string }> = [];
 
   // The issuer contains the port, so the provider is made once the server listens.
   let mounted: { provider: Provider; handle: ProviderHandler } | undefined;
@@ -105,23 +148,29 @@ export async function startUpstreamIdp(options: UpstreamIdpOptions): Promise<Ups
       res.writeHead(503).end();
       return;
     }
-    handleRequest(mounted.provider, mounted.handle, issuerPath, users, req, res).catch((error: unknown) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (mountPaths.some((mountPath) => url.pathname === `${mountPath}/auth`)) authorizationRequests.push(url.searchParams);
+    handleRequest(mounted.provider, mounted.handle, mountPaths, users, req, res).catch((error: unknown) => {
       console.error('upstream-idp: request failed', error);
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('internal error');
     });
   });
   const url = await listen(server, options.port ?? 0);
-  const issuer = `${url}${issuerPath}`;
+  const issuer = `${url}${issuerPath}${options.issuerTrailingSlash ? '/' : ''}`;
 
   let provider: Provider;
   try {
-    provider = createProvider(issuer, options.clients, users, options.users, groupsClaim, await generateSigningKey());
+    provider = createProvider(issuer, options, users, groupsClaim, await generateSigningKey());
   } catch (error) {
     await closeServer(server);
     throw error;
   }
   provider.on('server_error', (_ctx, error) => console.error('upstream-idp: server_error', error));
+  provider.use(shapeResponses(url, aliases, options.authorizationResponseIss ?? true, options.refusedParameters ?? []));
+  const grantType = (ctx: unknown) => String((ctx as { oidc?: { params?: { grant_type?: unknown } } }).oidc?.params?.grant_type);
+  provider.on('grant.success', (ctx) => tokenGrants.push(grantType(ctx)));
+  provider.on('grant.error', (ctx, error) => tokenErrors.push({ grantType: grantType(ctx), error: String((error as { error?: unknown }).error ?? error.message) }));
   mounted = { provider, handle: provider.callback() };
 
   return {
@@ -131,21 +180,25 @@ export async function startUpstreamIdp(options: UpstreamIdpOptions): Promise<Ups
     setUser(login, user) {
       users.set(login, user);
     },
+    authorizationRequests,
+    tokenGrants,
+    tokenErrors,
     close: () => closeServer(server),
   };
 }
 
 function createProvider(
   issuer: string,
-  clients: UpstreamClient[],
+  options: UpstreamIdpOptions,
   users: Map<string, UpstreamUser>,
-  initialUsers: Record<string, UpstreamUser>,
   groupsClaim: string,
   signingKey: Record<string, unknown>,
 ): Provider {
   const Provider = OidcProvider as unknown as ProviderConstructor;
+  const initialUsers = options.users;
   return new Provider(issuer, {
-    clients: clients.map(toClientMetadata),
+    clients: options.clients.map(toClientMetadata),
+    scopes: ['openid', 'offline_access', ...(options.scopes ?? [])],
     jwks: { keys: [signingKey] },
     findAccount: (_ctx: unknown, sub: string) => {
       const user = [...users.values()].find((u) => u.sub === sub);
@@ -155,15 +208,10 @@ function createProvider(
         claims: () => ({ ...user, [groupsClaim]: user.groups ?? [] }),
       };
     },
-    claims: {
-      openid: ['sub'],
-      email: ['email', 'email_verified'],
-      profile: [...new Set([...PROFILE_CLAIMS, ...extraClaimNames(initialUsers, groupsClaim)])],
-      groups: [groupsClaim],
-    },
-    // Like Keycloak, Entra or Okta (and unlike oidc-provider's default), put the claims of
-    // the granted scopes in the ID token too, not only at userinfo.
-    conformIdTokenClaims: false,
+    claims: scopeClaims(options, groupsClaim),
+    // Like Keycloak or Entra (and unlike oidc-provider's default), put the claims of the
+    // granted scopes in the ID token too, not only at userinfo; a thin ID token does not.
+    conformIdTokenClaims: options.thinIdToken ?? false,
     responseTypes: ['code'],
     pkce: { required: () => true },
     clientBasedCORS: () => true,
@@ -184,7 +232,7 @@ function createProvider(
       names: { session: 'upstream_session', interaction: 'upstream_interaction', resume: 'upstream_resume' },
     },
     ttl: {
-      AccessToken: 3600,
+      AccessToken: options.accessTokenTtlSeconds ?? 3600,
       AuthorizationCode: 60,
       IdToken: 3600,
       Interaction: 600,
@@ -234,7 +282,7 @@ export async function signInAtUpstream(session: HttpSession, authorizeUrl: strin
 async function handleRequest(
   provider: Provider,
   handle: ProviderHandler,
-  issuerPath: string,
+  mountPaths: string[],
   users: Map<string, UpstreamUser>,
   req: IncomingMessage,
   res: ServerResponse,
@@ -245,16 +293,17 @@ async function handleRequest(
     await handleInteraction(provider, users, interaction[1], req, res);
     return;
   }
-  if (issuerPath === '') {
+  if (mountPaths[0] === '') {
     handle(req, res);
     return;
   }
-  if (path === issuerPath || path.startsWith(`${issuerPath}/`)) {
-    // Mounted under the issuer path: oidc-provider derives the mount point from
+  const mountPath = mountPaths.find((prefix) => path === prefix || path.startsWith(`${prefix}/`));
+  if (mountPath !== undefined) {
+    // Mounted under the issuer path (or an alias): oidc-provider derives the mount point from
     // originalUrl minus url, as it does under express or connect.
     const mounted = req as IncomingMessage & { originalUrl?: string };
     mounted.originalUrl = req.url;
-    req.url = (req.url ?? '/').slice(issuerPath.length) || '/';
+    req.url = (req.url ?? '/').slice(mountPath.length) || '/';
     handle(req, res);
     return;
   }
@@ -321,6 +370,64 @@ function requestedClaimNames(claimsParameter: string | undefined): string[] {
   } catch {
     return [];
   }
+}
+
+/** Which claims each scope releases; the groups claim goes with `groupsScope`. */
+function scopeClaims(options: UpstreamIdpOptions, groupsClaim: string): Record<string, string[]> {
+  const claims: Record<string, string[]> = {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: [...new Set([...PROFILE_CLAIMS, ...extraClaimNames(options.users, groupsClaim)])],
+    groups: [],
+  };
+  const groupsScope = options.groupsScope ?? 'groups';
+  claims[groupsScope] = [...(claims[groupsScope] ?? []), groupsClaim];
+  return claims;
+}
+
+/** The parts of a Koa context the response shaping reads and writes. */
+interface ShapedContext {
+  path: string;
+  query: Record<string, unknown>;
+  status: number;
+  body: unknown;
+  req: IncomingMessage & { originalUrl?: string };
+  response: { get(name: string): string; set(name: string, value: string): void };
+}
+
+/**
+ * oidc-provider middleware (around its routes) giving responses a real provider's shape: the
+ * discovery issuer of an alias, no RFC 9207 `iss`, refused parameters.
+ */
+function shapeResponses(
+  url: string,
+  aliases: Array<{ path: string; discoveryIssuer: (url: string) => string }>,
+  authorizationResponseIss: boolean,
+  refusedParameters: string[],
+) {
+  return async (ctx: ShapedContext, next: () => Promise<void>): Promise<void> => {
+    const refused = refusedParameters.find((name) => ctx.query[name] !== undefined);
+    if (refused !== undefined) {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_request', error_description: `The '${refused}' request parameter is not supported.` };
+      return;
+    }
+    await next();
+    if (ctx.path === '/.well-known/openid-configuration' && typeof ctx.body === 'object' && ctx.body !== null) {
+      const body = { ...(ctx.body as Record<string, unknown>) };
+      const originalUrl = ctx.req.originalUrl ?? '';
+      const alias = aliases.find((candidate) => originalUrl.startsWith(`${candidate.path}/.well-known/`));
+      if (alias) body.issuer = alias.discoveryIssuer(url);
+      if (!authorizationResponseIss) delete body.authorization_response_iss_parameter_supported;
+      ctx.body = body;
+    }
+    const location = ctx.response.get('location');
+    if (!authorizationResponseIss && location && /[?&]iss=/.test(location)) {
+      const target = new URL(location);
+      target.searchParams.delete('iss');
+      ctx.response.set('location', target.href);
+    }
+  };
 }
 
 function toClientMetadata(client: UpstreamClient): Record<string, unknown> {
