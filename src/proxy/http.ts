@@ -30,7 +30,11 @@ function hasBody(method: string): boolean {
 
 export async function forwardRequest(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
   const controller = new AbortController();
-  const abort = () => controller.abort();
+  // Only a response closed before it finished means the client went away. Aborting costs a
+  // DOMException with a stack trace, so it is not done for every normal end.
+  const abort = () => {
+    if (!res.writableFinished) controller.abort();
+  };
   res.once('close', abort);
   const body = hasBody(options.method) ? new MeteredBody(options.maxBodyBytes) : undefined;
   // A body error (too large, client gone) must fail the upstream request, not crash the process.
