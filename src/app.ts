@@ -15,7 +15,9 @@ import { decideAccess } from './policy/index.ts';
 import { createBearerVerifier, PRM_PREFIX, protectedResourceMetadata } from './resource/index.ts';
 import { createAccountRefresher } from './authz/account-refresh.ts';
 import { registerMcpEndpoint } from './proxy/mcp-endpoint.ts';
+import { registerForwardAuth } from './proxy/forward-auth.ts';
 import { createIdentityAssertionSigner } from './proxy/identity-assertion.ts';
+import { createSessionOwners } from './proxy/session-owners.ts';
 import { createSealer, createStore, deriveSecret, StoreUnavailableError, type Store } from './store/index.ts';
 import { createLogger } from './ops/logger.ts';
 import { registerHealthRoutes } from './ops/health.ts';
@@ -64,7 +66,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const secure = issuer.startsWith('https:');
   const store = await createStore(config.store);
   const sealer = createSealer(config.secrets.encryption_key, config.secrets.previous_encryption_keys);
-  const keys = await loadSigningKeys(store, sealer).catch(async (error: unknown) => {
+  const keys = await loadSigningKeys(store, sealer, {
+    onRefreshError: (error) => logger.warn({ err: error }, 'signing keys could not be re-read; the ones in force stay'),
+  }).catch(async (error: unknown) => {
     // A gateway that cannot start must not keep its store open (tests, dev mode, embedders).
     await store.close();
     throw error;
@@ -158,14 +162,16 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const endpointContext = {
     issuer,
     access,
-    verifier: createBearerVerifier({ issuer, jwks: keys.publicJwks, store }),
-    signIdentity: await createIdentityAssertionSigner(issuer, keys.privateJwks),
+    verifier: await createBearerVerifier({ issuer, keys, store }),
+    signIdentity: await createIdentityAssertionSigner(issuer, keys),
     allowedOrigins: new Set<string>(),
     allowLoopbackOrigins: isLoopbackHost(config.listen.host),
     loadAccount: accounts,
     upstreamTokens,
   };
-  for (const service of services.all()) registerMcpEndpoint(app, service, endpointContext);
+  const sessions = createSessionOwners(store);
+  for (const service of services.all()) registerMcpEndpoint(app, service, { ...endpointContext, sessions });
+  if (config.forward_auth.enabled) registerForwardAuth(app, { ...endpointContext, services, allowedIps: config.forward_auth.allowed_ips });
   registerHealthRoutes(app, { store, identityProviders });
 
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -184,6 +190,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       connections.closeUnused();
       await closing;
       for (const idp of identityProviders.values()) idp.close();
+      await keys.close();
       await store.close();
     },
   };

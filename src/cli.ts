@@ -3,6 +3,7 @@
  * gatehouse serve --config FILE     run the gateway
  * gatehouse check-config --config F  validate a configuration (and reach its identity providers)
  * gatehouse dev [--port N]           dev mode: dev sign-in, a demo MCP server, SQLite in ./.gatehouse
+ * gatehouse keys rotate --config F   new signing keys; the previous ones stay published until their tokens expire
  */
 import { parseArgs } from 'node:util';
 // Only dependency-free modules are imported statically: the rest is loaded once the Node.js
@@ -25,6 +26,8 @@ const USAGE = `Usage:
   gatehouse serve --config FILE         run the gateway (or set GATEHOUSE_CONFIG)
   gatehouse check-config --config FILE  validate a configuration file and reach its identity providers
   gatehouse dev [--port PORT]           dev mode: embedded sign-in, demo MCP server, SQLite under ./.gatehouse
+  gatehouse keys rotate --config FILE   new signing keys for every replica; the previous ones stay
+                                        published until the tokens they signed have expired
 `;
 
 function configPath(values: { config?: string | undefined }): string {
@@ -110,8 +113,32 @@ async function checkConfig(path: string): Promise<void> {
   process.stdout.write(`Configuration ${path} is valid: issuer ${config.public_url}, services ${services}, ${config.identity_providers.length} identity provider(s) reachable.\n`);
 }
 
+/**
+ * `keys rotate`: runs beside the serving replicas, on the same store and encryption key; they
+ * pick the new keys up by themselves (authz/signing-keys.ts), no restart.
+ */
+async function rotateKeys(path: string): Promise<void> {
+  const { loadConfigFile } = await import('./config/index.ts');
+  const { createSealer, createStore } = await import('./store/index.ts');
+  const { retentionSeconds, rotateSigningKeys } = await import('./authz/signing-keys.ts');
+  const config = loadConfigFile(path);
+  const store = await createStore(config.store);
+  try {
+    const sealer = createSealer(config.secrets.encryption_key, config.secrets.previous_encryption_keys);
+    const result = await rotateSigningKeys(store, sealer, { retainSeconds: retentionSeconds(config.tokens.access_ttl_seconds) });
+    const until = new Date(result.publishUntil * 1000).toISOString();
+    process.stdout.write(`Signing keys rotated: new ${result.added.join(', ')}; retired ${result.retired.join(', ') || 'none'} (published until ${until})`
+      + `${result.dropped.length > 0 ? `; no longer published: ${result.dropped.join(', ')}` : ''}.\n`);
+  } finally {
+    await store.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
+  const [command, ...afterCommand] = argv;
+  // `keys` takes a subcommand before its options.
+  const subcommand = command === 'keys' && afterCommand[0] !== undefined && !afterCommand[0].startsWith('-') ? afterCommand[0] : undefined;
+  const rest = subcommand === undefined ? afterCommand : afterCommand.slice(1);
   const { values } = parseArgs({
     args: rest,
     options: { config: { type: 'string', short: 'c' }, port: { type: 'string', short: 'p' }, help: { type: 'boolean', short: 'h' } },
@@ -128,6 +155,9 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve': return serve(configPath(values));
     case 'check-config': return checkConfig(configPath(values));
+    case 'keys':
+      if (subcommand !== 'rotate') throw new UsageError(`keys takes the subcommand rotate${subcommand === undefined ? '' : `, not ${subcommand}`}`);
+      return rotateKeys(configPath(values));
     case 'dev': {
       // Not 0: the issuer, and every URL printed, must name the port actually listened on.
       const port = values.port === undefined ? undefined : Number(values.port);

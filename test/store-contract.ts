@@ -88,6 +88,45 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
       });
     });
 
+    describe('create', () => {
+      it('creates a missing record and reports true, with indexes and expiry as put gives them', async () => {
+        expect(await store.create('Code', 'c1', { v: 1 }, { ttlSeconds: 60, grantId: 'g1', uid: 'u1' })).toBe(true);
+        expect(await store.get('Code', 'c1')).toStrictEqual({ value: { v: 1 }, expiresAt: T0 + 60 });
+        expect(await store.findByIndex('Code', 'uid', 'u1')).toStrictEqual({ id: 'c1', value: { v: 1 }, expiresAt: T0 + 60 });
+        await store.deleteByGrant('g1');
+        expect(await store.get('Code', 'c1')).toBeUndefined();
+      });
+
+      it('leaves a live record untouched and reports false, whatever its expiry or consumed mark', async () => {
+        await store.put('signing-keys', 'current', { keys: 'first' });
+        expect(await store.create('signing-keys', 'current', { keys: 'second' })).toBe(false);
+        await store.put('Code', 'c1', { v: 1 }, { ttlSeconds: 10, uid: 'u1' });
+        await store.consume('Code', 'c1', T0);
+        advance(9);
+        expect(await store.create('Code', 'c1', { v: 2 }, { ttlSeconds: 100, uid: 'u2' })).toBe(false);
+        expect(await store.get('signing-keys', 'current')).toStrictEqual({ value: { keys: 'first' } });
+        expect(await store.get('Code', 'c1')).toStrictEqual({ value: { v: 1 }, consumedAt: T0, expiresAt: T0 + 10 });
+        expect(await store.findByIndex('Code', 'uid', 'u2')).toBeUndefined();
+      });
+
+      it('replaces an expired record, keeping nothing of it', async () => {
+        await store.put('Code', 'c1', { v: 1 }, { ttlSeconds: 10, grantId: 'g-old', uid: 'u-old' });
+        await store.consume('Code', 'c1', T0);
+        advance(10);
+        expect(await store.create('Code', 'c1', { v: 2 }, { ttlSeconds: 10 })).toBe(true);
+        expect(await store.get('Code', 'c1')).toStrictEqual({ value: { v: 2 }, expiresAt: T0 + 20 });
+        expect(await store.findByIndex('Code', 'uid', 'u-old')).toBeUndefined();
+        await store.deleteByGrant('g-old');
+        expect((await store.get('Code', 'c1'))?.value).toEqual({ v: 2 });
+      });
+
+      it('lets exactly one of 50 concurrent calls create the record, and keeps the winner’s value', async () => {
+        const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.create('signing-keys', 'current', { i })));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect((await store.get('signing-keys', 'current'))?.value).toEqual({ i: results.indexOf(true) });
+      });
+    });
+
     describe('expiry on read', () => {
       it('returns the record until expiresAt and never from expiresAt on', async () => {
         await store.put('Code', 'c1', { v: 1 }, { ttlSeconds: 60 });
@@ -319,6 +358,7 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
         await expect(store.get('Session', 's1')).rejects.toBeInstanceOf(StoreUnavailableError);
         await expect(store.put('Session', 's2', {})).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.create('Session', 's3', {})).rejects.toBeInstanceOf(StoreUnavailableError);
         await expect(store.increment('k', 60)).rejects.toBeInstanceOf(StoreUnavailableError);
       });
     });

@@ -14,12 +14,18 @@ import type { Store } from '../store/index.ts';
 
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 
-export function introspectAccessTokens(options: { issuer: string; jwks: JSONWebKeySet; store: Store }) {
-  const keySet = createLocalJWKSet(options.jwks);
+export function introspectAccessTokens(options: { issuer: string; keys: { readonly publicJwks: JSONWebKeySet }; store: Store }) {
+  // Rebuilt when a rotation replaced the published set (signing-keys.ts).
+  let jwks = options.keys.publicJwks;
+  let keySet = createLocalJWKSet(jwks);
+  const currentKeySet = () => {
+    if (options.keys.publicJwks !== jwks) keySet = createLocalJWKSet((jwks = options.keys.publicJwks));
+    return keySet;
+  };
 
   const describe = async (token: string, clientId: string): Promise<Record<string, unknown>> => {
     try {
-      const { payload } = await jwtVerify(token, keySet, { issuer: options.issuer, typ: 'at+jwt', algorithms: ['ES256', 'RS256'] });
+      const { payload } = await jwtVerify(token, currentKeySet(), { issuer: options.issuer, typ: 'at+jwt', algorithms: ['ES256', 'RS256'] });
       if (payload.client_id !== clientId) return { active: false };
       if (typeof payload.gid !== 'string' || !(await options.store.get('Grant', payload.gid))) return { active: false };
       const { gid: _grant, ...claims } = payload;

@@ -12,7 +12,7 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Store } from '../store/index.ts';
 import type { ProtectedService, ServiceCatalog } from './service-catalog.ts';
-import { keepClient } from './adapter.ts';
+import { keepClient, revokeGrant } from './adapter.ts';
 
 const KIND = 'consent';
 const CONSENT_TTL_SECONDS = 365 * 86400;
@@ -96,7 +96,7 @@ export async function withdrawConsent(store: Store, accountId: string, id: strin
   const consent = record?.value as unknown as ConsentRecord | undefined;
   if (!consent || consent.accountId !== accountId) return undefined;
   await store.delete(KIND, id);
-  await store.deleteByGrant(consent.grantId);
-  await store.delete('Grant', consent.grantId);
+  // Every replica's bearer check hears of it (adapter.ts revokeGrant).
+  await revokeGrant(store, consent.grantId);
   return consent;
 }

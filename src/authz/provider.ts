@@ -18,6 +18,7 @@ import { introspectAccessTokens } from './access-token-introspection.ts';
 import { NORMALISATION_HOOK_PROPERTY, normalizeClientMetadata } from './client-metadata.ts';
 import { redirectUriMatches } from './redirect-uri.ts';
 import type { SigningKeys } from './signing-keys.ts';
+import { useSigningKeys } from './provider-keys.ts';
 import type { ServiceCatalog } from './service-catalog.ts';
 import { loadConsentGrant } from './consents.ts';
 import { rewriteAuthorizationScope } from './authorization-request.ts';
@@ -209,6 +210,8 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
 
   const provider = new Provider(issuer, configuration);
   provider.proxy = true;
+  // A rotation on any replica reaches this one through the key set (signing-keys.ts).
+  options.keys.onChange(() => useSigningKeys(provider, options.keys.privateJwks));
 
   adaptClientModel(provider);
   adaptGrantModel(provider);
@@ -217,7 +220,7 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
   provider.use(registrationManagement(provider));
   provider.use(rewriteAuthorizationScope(services));
   provider.use(adjustMetadata(services));
-  provider.use(introspectAccessTokens({ issuer, jwks: options.keys.publicJwks, store }));
+  provider.use(introspectAccessTokens({ issuer, keys: options.keys, store }));
   return provider;
 }
 

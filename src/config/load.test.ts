@@ -87,9 +87,14 @@ describe('defaults', () => {
           timeout_ms: 30000,
           max_body_bytes: 4194304,
           method_scopes: {},
+          isolation: 'session',
+          idle_timeout_seconds: 300,
+          max_processes: 50,
+          max_processes_per_user: 5,
         },
       },
       clients: { registration: { enabled: true }, cimd: { enabled: true, allow_loopback: false }, static: [] },
+      forward_auth: { enabled: false, allowed_ips: ['127.0.0.1/32', '::1/128'] },
       log: { level: 'info' },
     });
   });
@@ -233,12 +238,12 @@ tokens:
 describe('validation', () => {
   it('names unknown keys by path, with a suggestion', () => {
     expect(messages(() => build({ services: { demo: { upstreem: 'http://x' } } }))).toEqual([
-      'services.demo.upstream: is required',
       'services.demo.upstreem: unknown key; did you mean upstream?',
+      "services.demo.upstream: set upstream (the MCP server's URL) or command (a program the gateway starts)",
     ]);
     expect(messages(() => build({ listen: { host: '127.0.0.1', prot: 1 }, issuer: 'https://x' }))).toEqual([
       'listen.prot: unknown key; did you mean port?',
-      'issuer: unknown key; the keys here are: public_url, listen, trust_proxy, store, secrets, tokens, identity_providers, access, services, clients, log, dev',
+      'issuer: unknown key; the keys here are: public_url, listen, trust_proxy, store, secrets, tokens, identity_providers, access, services, clients, forward_auth, log, dev',
     ]);
     expect(messages(() => build({ identity_providers: [{ type: 'dev', id: 'dev', issuer: 'https://x' }] }))).toEqual([
       'identity_providers[0].issuer: unknown key; the keys here are: type, id, name',
@@ -267,7 +272,7 @@ describe('validation', () => {
       'identity_providers[0].icon: must be an https:// or data: URL',
       'identity_providers[0].issuer: must be a URL such as https://accounts.example.com',
       'services.demo.upstream: must be a URL such as http://127.0.0.1:3001/mcp',
-      'services.ftp.upstream: must be an http:// or https:// URL',
+      'services.ftp.upstream: must be an http:// or https:// URL (ws:// or wss:// for a WebSocket server)',
     ]);
   });
 

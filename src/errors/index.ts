@@ -85,6 +85,7 @@ export const INTERNAL_ERRORS = {
   IDP_DISCOVERY_FAILED: "an upstream identity provider's discovery document could not be loaded",
   IDP_SIGN_IN_FAILED: 'an upstream identity provider refused or broke a sign-in',
   KEYS_UNREADABLE: 'the stored signing keys could not be decrypted with the configured encryption keys',
+  KEYS_ROTATION_BUSY: 'another signing key rotation holds the rotation lock',
 } as const;
 
 export type InternalErrorCode = keyof typeof INTERNAL_ERRORS;

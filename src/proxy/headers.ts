@@ -9,10 +9,13 @@ const REQUEST_ALLOW = new Set([
   'mcp-session-id', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'traceparent', 'tracestate',
 ]);
 
-/** Response headers the server may send back to the client. */
+/**
+ * Response headers the server may send back to the client. `allow` goes with a 405 (RFC 9110
+ * §15.5.6), which 2026-07-28 servers answer to GET and DELETE.
+ */
 const RESPONSE_ALLOW = new Set([
   'content-type', 'content-length', 'cache-control', 'mcp-session-id', 'mcp-protocol-version',
-  'retry-after', 'etag', 'last-modified', 'content-language', 'vary',
+  'retry-after', 'etag', 'last-modified', 'content-language', 'vary', 'allow',
 ]);
 
 export interface IdentityHeaderNames {
@@ -48,15 +51,20 @@ export function upstreamRequestHeaders(
   }
   headers['x-request-id'] = options.requestId;
   const { identity, names } = options;
-  if (identity && names) {
-    // Identity headers are never in the allow-list above, so a caller's copies never pass.
-    headers[names.user_id.toLowerCase()] = identity.accountId;
-    if (identity.email) headers[names.email.toLowerCase()] = identity.email;
-    if (identity.name) headers[names.name.toLowerCase()] = encodeHeaderText(identity.name);
-    if (identity.groups.length > 0) headers[names.groups.toLowerCase()] = identity.groups.map(encodeHeaderText).join(',');
-    headers[names.provider.toLowerCase()] = identity.provider;
-    headers[names.client_id.toLowerCase()] = identity.clientId;
-  }
+  // Identity headers are never in the allow-list above, so a caller's copies never pass.
+  if (identity && names) Object.assign(headers, identityHeaders(identity, names));
+  return headers;
+}
+
+/** The identity headers for one user under the service's configured names (lower case). */
+export function identityHeaders(identity: ForwardedIdentity, names: IdentityHeaderNames): Record<string, string> {
+  const headers: Record<string, string> = {};
+  headers[names.user_id.toLowerCase()] = identity.accountId;
+  if (identity.email) headers[names.email.toLowerCase()] = identity.email;
+  if (identity.name) headers[names.name.toLowerCase()] = encodeHeaderText(identity.name);
+  if (identity.groups.length > 0) headers[names.groups.toLowerCase()] = identity.groups.map(encodeHeaderText).join(',');
+  headers[names.provider.toLowerCase()] = identity.provider;
+  headers[names.client_id.toLowerCase()] = identity.clientId;
   return headers;
 }
 

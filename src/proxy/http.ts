@@ -4,9 +4,11 @@
  * upstream that goes away ends the client's response.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { relay } from './relay.ts';
 import { Agent, errors as undiciErrors, request } from 'undici';
-import { jsonRpcError, type JsonRpcErrorKind } from '../errors/index.ts';
+import { jsonRpcError, OAuthError, type JsonRpcErrorKind } from '../errors/index.ts';
+import { StoreUnavailableError } from '../store/index.ts';
 import { clientResponseHeaders } from './headers.ts';
 import { BodyTooLargeError, MeteredBody } from './request-body.ts';
 
@@ -20,9 +22,16 @@ export interface ForwardOptions {
   responseHeaders: Record<string, string>;
   /** The body, when a policy already had to read it; otherwise it is streamed from `req`. */
   body?: Buffer | undefined;
+  /**
+   * Sees the upstream's status and headers before the client does (session-owners.ts records a
+   * new `Mcp-Session-Id` there). When it rejects, the client gets 503 instead of the answer.
+   */
+  onResponse?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<void>) | undefined;
 }
 
-const agent = new Agent({ keepAliveTimeout: 30_000, connections: 512, pipelining: 1 });
+// No cap on connections per upstream: every open SSE stream holds one, and a cap would stall
+// streams beyond it (seen at 512 in the SSE benchmark).
+const agent = new Agent({ keepAliveTimeout: 30_000, connections: null, pipelining: 1 });
 
 function hasBody(method: string): boolean {
   return method !== 'GET' && method !== 'HEAD' && method !== 'DELETE' && method !== 'OPTIONS';
@@ -38,8 +47,8 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
   res.once('close', abort);
   const body = hasBody(options.method) ? new MeteredBody(options.maxBodyBytes) : undefined;
   // A body error (too large, client gone) must fail the upstream request, not crash the process.
-  const source = options.body ? [options.body] : req;
-  const bodyDone = body ? pipeline(source, body).catch((error: unknown) => error) : Promise.resolve(undefined);
+  const source = options.body ? Readable.from([options.body]) : req;
+  const bodyDone = body ? relay(source, body).catch((error: unknown) => error) : Promise.resolve(undefined);
   for (const [name, value] of Object.entries(options.responseHeaders)) res.setHeader(name, value);
   try {
     const upstream = await request(options.upstream, {
@@ -51,6 +60,22 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
       headersTimeout: options.timeoutMs,
       bodyTimeout: 0,
     });
+    if (options.onResponse) {
+      const refused = await options.onResponse(upstream.statusCode, upstream.headers).then(() => undefined, (error: unknown) => error ?? new Error('refused'));
+      if (refused !== undefined) {
+        // Drop the answer; destroying the body emits an abort error that nobody needs.
+        upstream.body.on('error', () => undefined).destroy();
+        if (refused instanceof StoreUnavailableError) {
+          // The same answer as every other step of the endpoint gives while the store is down (app.ts).
+          const answer = JSON.stringify(new OAuthError('temporarily_unavailable', 'the gateway cannot reach its store; try again shortly'));
+          res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer), 'retry-after': '5' });
+          res.end(answer);
+        } else {
+          sendJsonRpcError(res, 503, 'service_unavailable', 'the gateway could not take this answer from the MCP server; try again', body?.rpcId() ?? null, { 'retry-after': '5' });
+        }
+        return;
+      }
+    }
     const headers = clientResponseHeaders(upstream.headers);
     if (String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream')) {
       // Events must reach the client as they are written (no proxy or client buffering).
@@ -60,7 +85,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     }
     res.writeHead(upstream.statusCode, headers);
     res.flushHeaders();
-    await pipeline(upstream.body, res);
+    await relay(upstream.body, res);
   } catch (error) {
     if (res.headersSent || res.destroyed) {
       res.destroy();

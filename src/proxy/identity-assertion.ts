@@ -9,11 +9,26 @@ import type { ForwardedIdentity } from './headers.ts';
 
 export type IdentityAssertionSigner = (identity: ForwardedIdentity, audience: string, ttlSeconds: number) => Promise<string>;
 
-export async function createIdentityAssertionSigner(issuer: string, privateJwks: { keys: JWK[] }): Promise<IdentityAssertionSigner> {
-  const jwk = privateJwks.keys.find((key) => key.alg === 'ES256');
-  if (!jwk) throw new Error('no ES256 signing key for identity assertions');
-  const key = await importJWK(jwk, 'ES256');
+/**
+ * `keys.privateJwks` is read at every call: after a rotation (authz/signing-keys.ts) assertions
+ * are signed with the new current key. Retired keys (`key_ops: ["verify"]`) never sign.
+ */
+export async function createIdentityAssertionSigner(issuer: string, keys: { readonly privateJwks: { keys: JWK[] } }): Promise<IdentityAssertionSigner> {
+  const imported = new Map<string, Awaited<ReturnType<typeof importJWK>>>();
+  const currentKey = async () => {
+    const jwk = keys.privateJwks.keys.find((key) => key.alg === 'ES256' && (key.key_ops === undefined || key.key_ops.includes('sign')));
+    if (!jwk?.kid) throw new Error('no ES256 signing key for identity assertions');
+    let key = imported.get(jwk.kid);
+    if (!key) {
+      key = await importJWK(jwk, 'ES256');
+      imported.clear();
+      imported.set(jwk.kid, key);
+    }
+    return { jwk, key };
+  };
+  await currentKey();
   return async (identity, audience, ttlSeconds) => {
+    const { jwk, key } = await currentKey();
     const claims: Record<string, unknown> = {
       client_id: identity.clientId,
       provider: identity.provider,

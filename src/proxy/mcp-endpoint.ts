@@ -9,44 +9,40 @@
  *   5. access policy        the gateway's and the service's `access` rules, on every request
  *   6. upstream token       for a service with `forward.upstream_token`: the user's fresh
  *                           identity-provider token, or 401 invalid_token when there is none
- *   7. forward              identity headers set, the client's Authorization never forwarded
+ *   7. session owner        a Streamable HTTP upstream's `Mcp-Session-Id` only from the account
+ *                           that opened the session (session-owners.ts), else 404
+ *   8. forward              identity headers set, the client's Authorization never forwarded;
+ *                           a `command` service's process is reached through stdio-bridge.ts
+ * (Between 5 and 6, a service with `method_scopes` has its body read and its scopes checked.)
+ * Steps 2 and 4–6 are authorize-request.ts, which ForwardAuth (forward-auth.ts) runs too.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Account, ProtectedService, UpstreamTokenKeeper } from '../authz/index.ts';
-import { decideAccess, type AccessPolicy } from '../policy/index.ts';
-import { bearerChallenge, metadataUrl, type BearerVerifier } from '../resource/index.ts';
+import type { ProtectedService } from '../authz/index.ts';
+import { bearerChallenge, metadataUrl } from '../resource/index.ts';
+import { authorizeBearer, checkOrigin, serviceHeaders, type AuthorizationContext, type ForwardDefinition } from './authorize-request.ts';
 import { forwardRequest, sendJsonRpcError } from './http.ts';
-import { upstreamRequestHeaders, type ForwardedIdentity, type IdentityHeaderNames } from './headers.ts';
-import type { IdentityAssertionSigner } from './identity-assertion.ts';
+import { upstreamRequestHeaders } from './headers.ts';
 import { scopesNeeded } from './method-scopes.ts';
 import { BodyTooLargeError, readBody } from './request-body.ts';
+import { createLegacySseBridge } from './legacy-sse.ts';
+import { upstreamTransport, type UpstreamTransport } from './upstream-transport.ts';
+import { registerWebSocketService } from './websocket.ts';
+import type { SessionOwners } from './session-owners.ts';
+import { createStdioBridge, type StdioServiceDefinition } from './stdio-bridge.ts';
 
-export interface McpServiceDefinition {
-  upstream: string;
+export interface McpServiceDefinition extends ForwardDefinition, Omit<StdioServiceDefinition, 'command' | 'timeout_ms' | 'max_body_bytes'> {
+  /** A stdio server the gateway starts (stdio-bridge.ts), instead of `upstream`. */
+  command?: readonly string[] | undefined;
+  /** Absent: from the upstream URL (upstream-transport.ts). */
+  transport?: UpstreamTransport | undefined;
   method_scopes: Readonly<Record<string, string>>;
   timeout_ms: number;
   max_body_bytes: number;
-  access?: AccessPolicy | undefined;
-  forward: {
-    identity_headers: IdentityHeaderNames | null;
-    identity_jwt?: { header: string; ttl_seconds: number } | null | undefined;
-    /** Header that carries the user's upstream access token; absent: the service never receives one. */
-    upstream_token?: string | undefined;
-  };
 }
 
-export interface McpEndpointContext {
-  issuer: string;
-  verifier: BearerVerifier;
-  access: AccessPolicy;
-  /** Browser origins allowed besides the gateway's own. */
-  allowedOrigins: ReadonlySet<string>;
-  /** Whether browser pages on loopback origins may call (a gateway that listens on loopback only). */
-  allowLoopbackOrigins: boolean;
-  signIdentity: IdentityAssertionSigner;
-  loadAccount(accountId: string): Promise<Account | undefined>;
-  /** Upstream tokens for services with `forward.upstream_token`. */
-  upstreamTokens?: Pick<UpstreamTokenKeeper, 'accessToken'> | undefined;
+export interface McpEndpointContext extends AuthorizationContext {
+  /** Owners of Streamable HTTP upstream sessions; absent: session ids are not checked. */
+  sessions?: SessionOwners | undefined;
 }
 
 const CORS_BASE = {
@@ -57,7 +53,21 @@ const CORS_BASE = {
 export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedService<McpServiceDefinition & { path: string }>, context: McpEndpointContext): void {
   const definition = service.definition;
   const challengeUrl = metadataUrl(service, context.issuer);
-  const ownOrigin = new URL(context.issuer).origin;
+  // WebSocket services take upgrades (websocket.ts); legacy SSE servers are bridged (legacy-sse.ts).
+  const transport = upstreamTransport(definition);
+  if (transport === 'websocket') registerWebSocketService(app, service, context);
+  const stdio = definition.command !== undefined
+    ? createStdioBridge(service.id, { ...definition, command: definition.command }, app.log.child({ service: service.id }))
+    : undefined;
+  if (stdio) app.addHook('preClose', async () => stdio.close());
+  // The schema gives each service an upstream URL or a command; only the former is forwarded to.
+  if (!stdio && definition.upstream === undefined) throw new Error(`service ${service.id} has neither upstream nor command`);
+  const upstreamUrl = definition.upstream ?? '';
+  const owners = transport === 'streamable-http' && !stdio ? context.sessions : undefined;
+  const legacy = transport === 'sse' && definition.upstream
+    ? createLegacySseBridge({ upstream: definition.upstream, timeoutMs: definition.timeout_ms, maxBodyBytes: definition.max_body_bytes })
+    : undefined;
+  if (legacy) app.addHook('preClose', async () => legacy.close());
 
   const handle = async (request: FastifyRequest, reply: FastifyReply) => {
     const origin = request.headers.origin;
@@ -72,7 +82,7 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       }).send();
     }
 
-    const deny = (status: number, kind: 'forbidden' | 'unauthorized' | 'payload_too_large' | 'parse_error', message: string, extra: Record<string, string> = {}) => {
+    const deny = (status: number, kind: 'forbidden' | 'unauthorized' | 'payload_too_large' | 'parse_error' | 'not_found', message: string, extra: Record<string, string> = {}) => {
       reply.hijack();
       // The body was not read: drain it so the connection can be reused (and closed cleanly at
       // shutdown), except when it is too large to be worth reading.
@@ -82,32 +92,13 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       return reply;
     };
 
-    if (origin && !originAllowed(origin, ownOrigin, context)) {
-      return deny(403, 'forbidden', `requests from the browser origin ${origin} are not allowed`);
-    }
+    const foreign = checkOrigin(origin, context);
+    if (foreign) return deny(foreign.status, foreign.kind, foreign.message);
     const length = Number(request.headers['content-length'] ?? 0);
     if (length > definition.max_body_bytes) return deny(413, 'payload_too_large', 'the request body is too large');
 
-    const authorization = request.headers.authorization ?? '';
-    const match = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization);
-    if (!match?.[1]) {
-      return deny(401, 'unauthorized', 'authorization required', {
-        'www-authenticate': bearerChallenge({ resourceMetadata: challengeUrl, scope: service.scopes }),
-      });
-    }
-    const result = await context.verifier.verify(match[1], service.resourceUrl);
-    if (!result.ok) {
-      return deny(401, 'unauthorized', result.description, {
-        'www-authenticate': bearerChallenge({ resourceMetadata: challengeUrl, scope: service.scopes, error: 'invalid_token', description: result.description }),
-      });
-    }
-    const account = await context.loadAccount(result.claims.sub);
-    const allowed = account && decideAccess(context.access, account).allowed
-      && (!definition.access || decideAccess(definition.access, account, service.displayName).allowed);
-    if (!account || !allowed) {
-      request.log.warn({ event: 'access.denied', account: result.claims.sub, service: service.id }, 'request denied by policy');
-      return deny(403, 'forbidden', `you do not have access to ${service.displayName}`);
-    }
+    const result = await authorizeBearer(request.headers.authorization, service, context, request.log);
+    if (!result.ok) return deny(result.status, result.kind, result.message, { ...result.headers });
 
     // Scopes by method need the parsed body: read it (bounded), decide, then forward it.
     let body: Buffer | undefined;
@@ -136,39 +127,44 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       }
     }
 
-    const identity: ForwardedIdentity = {
-      accountId: account.accountId,
-      email: account.email,
-      name: account.name,
-      groups: account.groups,
-      provider: account.provider,
-      clientId: result.claims.client_id,
-    };
-    const headers = upstreamRequestHeaders(request.headers, { requestId: request.id, names: definition.forward.identity_headers, identity });
-    const assertion = definition.forward.identity_jwt;
-    if (assertion) {
-      headers[assertion.header.toLowerCase()] = await context.signIdentity(identity, definition.upstream, assertion.ttl_seconds);
-    }
-    const upstreamTokenHeader = definition.forward.upstream_token;
-    if (upstreamTokenHeader) {
-      // No usable upstream token: the gateway's token is of no use to this service either.
-      // invalid_token makes the client refresh, which fails for want of the upstream token
-      // (provider.ts, findAccount), so it authorizes again and the user signs in upstream
-      // (RFC 6750 §3.1). The token itself goes only to the server, never into a response.
-      const upstream = context.upstreamTokens
-        ? await context.upstreamTokens.accessToken(account.accountId)
-        : { ok: false as const, reason: 'none', description: 'upstream tokens are not available' };
-      if (!upstream.ok) {
-        request.log.warn({ event: 'upstream_token.unavailable', account: account.accountId, service: service.id, reason: upstream.reason }, 'no upstream token for a service that needs one');
-        return deny(401, 'unauthorized', upstream.description, {
-          'www-authenticate': bearerChallenge({ resourceMetadata: challengeUrl, scope: service.scopes, error: 'invalid_token', description: upstream.description }),
-        });
+    const own = await serviceHeaders(service, result, context, request.log);
+    if (!own.ok) return deny(own.status, own.kind, own.message, { ...own.headers });
+    // The gateway's headers last: a client's copy of one of them never reaches the server.
+    const headers = { ...upstreamRequestHeaders(request.headers, { requestId: request.id }), ...own.headers };
+    // MCP basic/transports, session management: 404 makes the client start a new session; the
+    // same answer for an id never issued and for another account's, so ids reveal nothing.
+    const sessionId = request.headers['mcp-session-id'];
+    if (owners && typeof sessionId === 'string') {
+      const owner = await owners.ownerOf(service.id, sessionId);
+      if (owner !== result.account.accountId) {
+        if (owner !== undefined) request.log.warn({ event: 'session.foreign', service: service.id, account: result.account.accountId }, 'a session id of another account was presented');
+        return deny(404, 'not_found', 'session not found: initialize a new session');
       }
-      headers[upstreamTokenHeader.toLowerCase()] = upstream.accessToken;
     }
     reply.hijack();
+    if (stdio) {
+      await stdio.handle(request.raw, reply.raw, {
+        identity: { ...result.identity, subject: result.account.subject },
+        upstreamToken: definition.forward.upstream_token ? own.headers[definition.forward.upstream_token.toLowerCase()] : undefined,
+        responseHeaders: corsHeaders,
+        body,
+        log: request.log,
+      });
+      return reply;
+    }
+    if (transport === 'websocket') {
+      // RFC 9110 §15.5.22: 426 names, in Upgrade, the protocol to switch to.
+      request.raw.resume();
+      sendJsonRpcError(reply.raw, 426, 'invalid_request', `${service.displayName} is served over WebSocket: open a WebSocket to this URL`, null, { ...corsHeaders, upgrade: 'websocket', connection: 'Upgrade' });
+      return reply;
+    }
+    if (legacy) {
+      await legacy.handle(request.raw, reply.raw, { account: result.account.accountId, upstreamHeaders: headers, responseHeaders: corsHeaders, body, log: request.log });
+      return reply;
+    }
     await forwardRequest(request.raw, reply.raw, {
-      upstream: definition.upstream,
+      upstream: upstreamUrl,
+      onResponse: owners ? recordSession(owners, service.id, result.account.accountId, request.method, sessionId) : undefined,
       method: request.method,
       timeoutMs: definition.timeout_ms,
       maxBodyBytes: definition.max_body_bytes,
@@ -184,9 +180,13 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
   }
 }
 
-function originAllowed(origin: string, ownOrigin: string, context: McpEndpointContext): boolean {
-  if (origin === ownOrigin || context.allowedOrigins.has(origin)) return true;
-  if (!context.allowLoopbackOrigins) return false;
-  const url = URL.parse(origin);
-  return url !== null && (url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]');
+/** Records the owner of a session id the server issues, and forgets one that DELETE ended. */
+function recordSession(owners: SessionOwners, serviceId: string, accountId: string, method: string, presented: string | string[] | undefined) {
+  return async (status: number, headers: Record<string, string | string[] | undefined>) => {
+    if (status >= 300) return;
+    const issued = headers['mcp-session-id'];
+    if (typeof issued === 'string' && issued !== presented) await owners.record(serviceId, issued, accountId);
+    // A record left behind only expires; a failed delete must not fail the client's DELETE.
+    if (method === 'DELETE' && typeof presented === 'string') await owners.forget(serviceId, presented).catch(() => undefined);
+  };
 }

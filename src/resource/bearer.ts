@@ -6,10 +6,18 @@
  * A verified token is cached (keyed by a digest of the token, bounded, until it expires), so
  * the signature is checked once per token, not once per request. Revocation still wins: the
  * token's grant must exist, and that answer is cached for at most one second.
+ *
+ * Several replicas: a grant revoked on any of them is announced on the store's `revocations`
+ * channel, and every replica drops what it cached for that grant at once, so the revocation is
+ * honoured everywhere within the event's delivery time. Events are at most once, so the
+ * one-second expiry stays as the safety net, and everything cached about grants is dropped
+ * when the event connection comes back after an outage. After a signing key rotation the key
+ * set is the one in force now (`keys.publicJwks`, read per verification); a token naming a key
+ * this replica does not know yet makes it re-read the stored set once (`keys.refresh`).
  */
 import { createHash } from 'node:crypto';
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
-import type { Store } from '../store/index.ts';
+import { createLocalJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
+import { REVOCATIONS_CHANNEL, type Store } from '../store/index.ts';
 
 const ALGORITHMS = ['ES256', 'RS256'];
 const CLOCK_TOLERANCE_SECONDS = 30;
@@ -29,32 +37,80 @@ export type BearerResult =
 
 export interface BearerVerifier {
   verify(token: string, audience: string): Promise<BearerResult>;
+  /** Drops what is cached about a grant (also done by the revocation events). */
+  forgetGrant(grantId: string): void;
+  /** Stops listening to revocation events. */
+  close(): Promise<void>;
 }
 
-export function createBearerVerifier(options: { issuer: string; jwks: JSONWebKeySet; store: Store }): BearerVerifier {
-  const keySet = createLocalJWKSet(options.jwks);
+/** The gateway's published keys (authz/signing-keys.ts), read at every verification. */
+export interface BearerKeys {
+  readonly publicJwks: JSONWebKeySet;
+  /** Re-reads the stored keys; resolves whether they changed. */
+  refresh?(): Promise<boolean>;
+}
+
+export async function createBearerVerifier(options: { issuer: string; keys: BearerKeys; store: Store }): Promise<BearerVerifier> {
+  const { keys, store } = options;
+  let jwks = keys.publicJwks;
+  let keySet = createLocalJWKSet(jwks);
   const verified = new Map<string, AccessTokenClaims>();
   const grants = new Map<string, { exists: boolean; checkedAt: number }>();
+  /** Bumped by every event: a store read that overlapped one may have seen the grant alive. */
+  let generation = 0;
+
+  const currentKeySet = () => {
+    if (keys.publicJwks !== jwks) keySet = createLocalJWKSet((jwks = keys.publicJwks));
+    return keySet;
+  };
+
+  const remember = (grantId: string, exists: boolean): void => {
+    if (grants.size >= MAX_CACHED_TOKENS) grants.clear();
+    grants.set(grantId, { exists, checkedAt: Date.now() });
+  };
+
+  const forgetGrant = (grantId: string): void => {
+    generation++;
+    // A grant never comes back: known gone for the cache's lifetime, without a store read.
+    remember(grantId, false);
+    for (const [key, claims] of verified) if (claims.gid === grantId) verified.delete(key);
+  };
+
+  const forgetAllGrants = (): void => {
+    generation++;
+    grants.clear();
+  };
+
+  const unsubscribe = await store.subscribe?.(REVOCATIONS_CHANNEL, (grantId) => forgetGrant(grantId), { onReconnect: forgetAllGrants });
 
   const grantExists = async (grantId: string): Promise<boolean> => {
     const cached = grants.get(grantId);
     if (cached && Date.now() - cached.checkedAt < GRANT_CHECK_TTL_MS) return cached.exists;
-    const exists = (await options.store.get('Grant', grantId)) !== undefined;
-    if (grants.size >= MAX_CACHED_TOKENS) grants.clear();
-    grants.set(grantId, { exists, checkedAt: Date.now() });
+    const before = generation;
+    const exists = (await store.get('Grant', grantId)) !== undefined;
+    // An event during the read may be about this grant; the next request asks again.
+    if (generation === before) remember(grantId, exists);
     return exists;
   };
 
   const verifySignature = async (token: string, key: string): Promise<AccessTokenClaims> => {
     const cached = verified.get(key);
     if (cached && (cached.exp ?? 0) > Date.now() / 1000 - CLOCK_TOLERANCE_SECONDS) return cached;
-    const { payload } = await jwtVerify(token, keySet, {
+    const check = () => jwtVerify(token, currentKeySet(), {
       issuer: options.issuer,
       algorithms: ALGORITHMS,
       typ: 'at+jwt',
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
       requiredClaims: ['exp', 'sub', 'client_id', 'aud'],
     });
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await check());
+    } catch (error) {
+      // Signed with a key another replica rotated in before this one heard of it.
+      if (!(error instanceof errors.JWKSNoMatchingKey) || !(await keys.refresh?.().catch(() => false))) throw error;
+      ({ payload } = await check());
+    }
     const claims = payload as AccessTokenClaims;
     if (verified.size >= MAX_CACHED_TOKENS) verified.delete(verified.keys().next().value as string);
     verified.set(key, claims);
@@ -62,6 +118,10 @@ export function createBearerVerifier(options: { issuer: string; jwks: JSONWebKey
   };
 
   return {
+    forgetGrant,
+    async close() {
+      await unsubscribe?.().catch(() => undefined);
+    },
     async verify(token, audience) {
       const key = createHash('sha256').update(token).digest('base64url');
       let claims: AccessTokenClaims;

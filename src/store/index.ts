@@ -16,11 +16,13 @@ export {
   type Store,
   type StoredRecord,
   type StoredValue,
+  type SubscribeOptions,
 } from './store.ts';
 export { createMemoryStore, type MemoryStoreOptions } from './memory-store.ts';
 export { createSqliteStore, type SqliteStoreOptions } from './sqlite-store.ts';
 export { createRedisStore, type RedisStoreConfig, type RedisStoreOptions } from './redis-store.ts';
 export { createPostgresStore, type PostgresStoreConfig, type PostgresStoreOptions } from './postgres-store.ts';
+export { REVOCATIONS_CHANNEL, SIGNING_KEYS_CHANNEL } from './channels.ts';
 // Sealing lives beside the store because callers seal secrets before putting them.
 export { createSealer, decodeEncryptionKey, deriveSecret, type Sealer } from './sealed.ts';
 

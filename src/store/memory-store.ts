@@ -107,6 +107,15 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     return removed;
   }
 
+  function write(kind: string, id: string, value: StoredValue, putOptions: PutOptions): void {
+    const json = JSON.stringify(value);
+    const expiresAt = expiryFor(putOptions.ttlSeconds, nowSeconds());
+    const previous = records.get(kind)?.get(id);
+    // Replacing keeps nothing of the old record, so drop it from every index first.
+    if (previous) remove(previous);
+    insert({ kind, id, json, expiresAt, ...indexFields(putOptions) });
+  }
+
   const interval = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
   // unref'd so an idle store never keeps the process alive on its own.
   const timer = interval > 0 ? setInterval(sweepExpired, interval).unref() : undefined;
@@ -120,12 +129,14 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
 
     async put(kind: string, id: string, value: StoredValue, putOptions: PutOptions = {}): Promise<void> {
       assertOpen();
-      const json = JSON.stringify(value);
-      const expiresAt = expiryFor(putOptions.ttlSeconds, nowSeconds());
-      const previous = records.get(kind)?.get(id);
-      // Replacing keeps nothing of the old record, so drop it from every index first.
-      if (previous) remove(previous);
-      insert({ kind, id, json, expiresAt, ...indexFields(putOptions) });
+      write(kind, id, value, putOptions);
+    },
+
+    async create(kind: string, id: string, value: StoredValue, putOptions: PutOptions = {}): Promise<boolean> {
+      assertOpen();
+      if (liveEntry(kind, id)) return false;
+      write(kind, id, value, putOptions);
+      return true;
     },
 
     async get(kind: string, id: string): Promise<StoredRecord | undefined> {

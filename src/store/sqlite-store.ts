@@ -56,6 +56,9 @@ const MIGRATIONS: readonly string[] = [
 
 const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
 const DEFAULT_LIST_LIMIT = 1000;
+const SWEEP_BATCH = 500;
+/** The most batches one sweep deletes, so a backlog is worked off over several ticks. */
+const SWEEP_MAX_BATCHES = 200;
 /** How long a statement waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
@@ -67,6 +70,14 @@ const STATEMENTS = {
         ON CONFLICT (kind, id) DO UPDATE SET
           value = excluded.value, expires_at = excluded.expires_at, consumed_at = NULL,
           grant_id = excluded.grant_id, uid = excluded.uid, user_code = excluded.user_code`,
+  // The conflict update runs only over an expired row, so a live one is left as it is and
+  // `changes` tells whether this call created the record.
+  create: `INSERT INTO records (kind, id, value, expires_at, consumed_at, grant_id, uid, user_code)
+           VALUES (:kind, :id, :value, :expiresAt, NULL, :grantId, :uid, :userCode)
+           ON CONFLICT (kind, id) DO UPDATE SET
+             value = excluded.value, expires_at = excluded.expires_at, consumed_at = NULL,
+             grant_id = excluded.grant_id, uid = excluded.uid, user_code = excluded.user_code
+           WHERE records.expires_at IS NOT NULL AND records.expires_at <= :now`,
   get: `SELECT ${COLUMNS} FROM records WHERE kind = :kind AND id = :id AND ${LIVE}`,
   findByUid: `SELECT id, ${COLUMNS} FROM records
               WHERE kind = :kind AND uid = :key AND ${LIVE} ORDER BY id LIMIT 1`,
@@ -85,8 +96,12 @@ const STATEMENTS = {
                 value = CASE WHEN expires_at <= :now THEN 1 ELSE value + 1 END,
                 expires_at = CASE WHEN expires_at <= :now THEN :now + :window ELSE expires_at END
               RETURNING value`,
-  sweepRecords: 'DELETE FROM records WHERE expires_at <= :now',
-  sweepCounters: 'DELETE FROM counters WHERE expires_at <= :now',
+  // Small batches: node:sqlite runs on the event loop's thread, so one DELETE of a large backlog
+  // would hold every request (and, through the write lock, every other process) until it ends.
+  sweepRecords: `DELETE FROM records WHERE rowid IN (
+                   SELECT rowid FROM records WHERE expires_at <= :now LIMIT ${SWEEP_BATCH})`,
+  sweepCounters: `DELETE FROM counters WHERE rowid IN (
+                    SELECT rowid FROM counters WHERE expires_at <= :now LIMIT ${SWEEP_BATCH})`,
   ping: 'SELECT 1 AS ok',
 } as const;
 
@@ -121,6 +136,15 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       const expiresAt = expiryFor(putOptions.ttlSeconds, nowSeconds()) ?? null;
       const { grantId = null, uid = null, userCode = null } = putOptions;
       guard(() => sql.put.run({ kind, id, value: json, expiresAt, grantId, uid, userCode }));
+    },
+
+    async create(kind: string, id: string, value: StoredValue, putOptions: PutOptions = {}): Promise<boolean> {
+      const json = JSON.stringify(value);
+      const at = nowSeconds();
+      const expiresAt = expiryFor(putOptions.ttlSeconds, at) ?? null;
+      const { grantId = null, uid = null, userCode = null } = putOptions;
+      const result = guard(() => sql.create.run({ kind, id, value: json, expiresAt, grantId, uid, userCode, now: at }));
+      return Number(result.changes) === 1;
     },
 
     async get(kind: string, id: string): Promise<StoredRecord | undefined> {
@@ -168,12 +192,22 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
     async sweep(): Promise<number> {
       const at = nowSeconds();
-      const records = guard(() => sql.sweepRecords.run({ now: at }));
-      const counters = guard(() => sql.sweepCounters.run({ now: at }));
-      return Number(records.changes) + Number(counters.changes);
+      let removed = 0;
+      for (const statement of [sql.sweepRecords, sql.sweepCounters]) {
+        for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+          const changes = Number(guard(() => statement.run({ now: at })).changes);
+          removed += changes;
+          if (changes < SWEEP_BATCH) break;
+          // Requests waiting on the event loop run between two batches.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+      return removed;
     },
 
     async ping(): Promise<void> {
+      // A clear reason for /ready, rather than node:sqlite's "statement has been finalized".
+      assertOpen();
       guard(() => sql.ping.get());
     },
 

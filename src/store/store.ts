@@ -38,6 +38,15 @@ export interface PutOptions {
   userCode?: string;
 }
 
+export interface SubscribeOptions {
+  /**
+   * Called (asynchronously, exceptions swallowed) each time the engine's event connection came
+   * back after it was lost: whatever was published in between is lost, so a cache that events
+   * keep fresh should be dropped. Engines without a connection (memory, SQLite) never call it.
+   */
+  onReconnect?: () => void;
+}
+
 export interface Store {
   /** Engine name, for logs and /ready. */
   readonly engine: 'memory' | 'sqlite' | 'redis' | 'postgres';
@@ -47,6 +56,16 @@ export interface Store {
    * indexes, expiry and the consumed mark are those of the new call.
    */
   put(kind: string, id: string, value: StoredValue, options?: PutOptions): Promise<void>;
+
+  /**
+   * Creates the record (kind, id) only if no live record has that id: resolves `true` when it
+   * created it, `false` when an unexpired record was there already (which is left untouched).
+   * An expired record counts as absent and is replaced, as by `put`. Atomic: of any number of
+   * concurrent calls for one record, across every process sharing the store, exactly one
+   * resolves `true` (while that record lives). For state several replicas may try to initialise
+   * at once, such as the signing keys.
+   */
+  create(kind: string, id: string, value: StoredValue, options?: PutOptions): Promise<boolean>;
 
   /** The record, or `undefined` when it is missing or expired. */
   get(kind: string, id: string): Promise<StoredRecord | undefined>;
@@ -115,7 +134,11 @@ export interface Store {
    * reached, and with RangeError for a channel or message that `checkChannel`/`checkMessage`
    * refuse.
    */
-  subscribe?(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+  subscribe?(
+    channel: string,
+    onMessage: (message: string) => void,
+    options?: SubscribeOptions,
+  ): Promise<() => Promise<void>>;
 
   /** Optional, present with `subscribe`: sends `message` to the channel's subscribers (see there). */
   publish?(channel: string, message: string): Promise<void>;

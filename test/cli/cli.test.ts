@@ -242,3 +242,24 @@ describe('the built CLI (npm run build)', () => {
     expect(existsSync(NODE)).toBe(true);
   });
 });
+
+describe('keys rotate', () => {
+  it('adds new signing keys and keeps the retired ones published, and names its subcommand when it is missing', async () => {
+    const sqlite = validConfig('https://idp.example.com', 9).replace('store: { type: memory }', `store: { type: sqlite, path: "${join(dir, 'rotate.db')}" }`);
+    const path = writeConfig('rotate.yaml', sqlite);
+    const first = await runCli(['keys', 'rotate', '--config', path]);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    const [, newEs, newRs, retired] = /^Signing keys rotated: new ([\w-]+), ([\w-]+); retired ([\w-]+, [\w-]+) \(published until \d{4}-\d\d-\d\dT[\d:.]+Z\)\.\n$/.exec(first.stdout) ?? [];
+    expect(newEs).toBeTypeOf('string');
+    // The second rotation retires what the first added; nothing has expired yet.
+    const second = await runCli(['keys', 'rotate', '--config', path]);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain(`retired ${newEs}, ${newRs} (published until`);
+    expect(second.stdout).not.toContain(retired!.split(', ')[0]!);
+
+    const usage = await runCli(['keys', '--config', path]);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/^gatehouse: keys takes the subcommand rotate\n\nUsage:/);
+  });
+});

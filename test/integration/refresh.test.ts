@@ -100,10 +100,18 @@ describe('refresh token rotation', () => {
     const again = await refresh(gateway, session.clientId, session.refreshToken);
     expect(again.status).toBe(200);
     expect(again.body.refresh_token).not.toBe(first.body.refresh_token);
-    // Both rotations stay usable, and so do the access tokens.
-    expect((await refresh(gateway, session.clientId, String(first.body.refresh_token))).status).toBe(200);
-    expect((await refresh(gateway, session.clientId, String(again.body.refresh_token))).status).toBe(200);
+    // Both successors are valid until one of them is used; the access tokens all work.
     expect(await mcpStatus(gateway, session.accessToken)).toBe(200);
+    expect(await mcpStatus(gateway, String(first.body.access_token))).toBe(200);
+    expect(await mcpStatus(gateway, String(again.body.access_token))).toBe(200);
+    const onward = await refresh(gateway, session.clientId, String(again.body.refresh_token));
+    expect(onward.status).toBe(200);
+    // One current refresh token: the used successor's sibling is retired, and so is the
+    // original, though still within its grace window; neither revokes the grant.
+    await expectRefreshRefused(gateway, session.clientId, String(first.body.refresh_token));
+    await expectRefreshRefused(gateway, session.clientId, session.refreshToken);
+    expect((await refresh(gateway, session.clientId, String(onward.body.refresh_token))).status).toBe(200);
+    expect(await mcpStatus(gateway, String(onward.body.access_token))).toBe(200);
   });
 
   it('answers 10 concurrent refreshes of one token with 10 token responses and no server error', async () => {
@@ -114,8 +122,21 @@ describe('refresh token rotation', () => {
     expect(rotated.size).toBe(10);
     expect(rotated.has(session.refreshToken)).toBe(false);
     const last = answers[9]!;
-    expect((await refresh(gateway, session.clientId, String(last.body.refresh_token))).status).toBe(200);
+    const onward = await refresh(gateway, session.clientId, String(last.body.refresh_token));
+    expect(onward.status).toBe(200);
     expect(await mcpStatus(gateway, String(last.body.access_token))).toBe(200);
+    // The other nine successors are retired once one of them was used; the grant lives on.
+    for (const answer of answers.slice(0, 9)) await expectRefreshRefused(gateway, session.clientId, String(answer.body.refresh_token));
+    expect((await refresh(gateway, session.clientId, String(onward.body.refresh_token))).status).toBe(200);
+  });
+
+  it('lets exactly one of two siblings used at the same moment continue the line', async () => {
+    const session = await signIn(gateway);
+    const [a, b] = await Promise.all([0, 1].map(() => refresh(gateway, session.clientId, session.refreshToken)));
+    const raced = await Promise.all([a!, b!].map((answer) => refresh(gateway, session.clientId, String(answer.body.refresh_token))));
+    expect(raced.map((answer) => answer.status).sort()).toEqual([200, 400]);
+    const winner = raced.find((answer) => answer.status === 200)!;
+    expect((await refresh(gateway, session.clientId, String(winner.body.refresh_token))).status).toBe(200);
   });
 
   it('revokes the whole grant when a refresh token is reused after the grace window', async () => {

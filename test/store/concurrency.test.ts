@@ -91,6 +91,18 @@ for (const engine of engines) {
       });
     });
 
+    it('lets exactly one of 20 parallel creates win, and every instance reads the winner’s value', async () => {
+      await withStores(async (stores) => {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => stores[i % INSTANCES]!.create('signing-keys', 'current', { from: i })),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        for (const store of stores) {
+          expect((await store.get('signing-keys', 'current'))?.value).toEqual({ from: results.indexOf(true) });
+        }
+      });
+    });
+
     it('counts 200 parallel increments exactly', async () => {
       await withStores(async (stores) => {
         const results = await Promise.all(Array.from({ length: 200 }, (_, i) => stores[i % INSTANCES]!.increment('rate:shared', 60)));

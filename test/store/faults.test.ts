@@ -277,7 +277,8 @@ describe.skipIf(!runRedis)('redis killed and restarted', () => {
   it('fails store calls within a second while down, and works again once it is back', async () => {
     const store = await createRedisStore({ url: redis.url, keyPrefix: 'faults:', sweepIntervalMs: 0 });
     const received: string[] = [];
-    await store.subscribe!('revocations', (message) => received.push(message));
+    let reconnects = 0;
+    await store.subscribe!('revocations', (message) => received.push(message), { onReconnect: () => reconnects++ });
     await store.put('Grant', 'g1', { v: 1 });
     await store.publish!('revocations', 'before');
     expect(await eventually(async () => received.includes('before'), 1000, 10)).toBe(true);
@@ -298,11 +299,13 @@ describe.skipIf(!runRedis)('redis killed and restarted', () => {
     await redis.start();
     expect(await eventually(async () => store.ping().then(() => true, () => false), 3000, 50)).toBe(true);
     expect(await store.get('Grant', 'g1')).toStrictEqual({ value: { v: 1 } });
-    // The subscription came back by itself.
+    // The subscription came back by itself, and told its subscriber that events were lost.
     expect(await eventually(async () => {
       await store.publish!('revocations', 'after');
       return received.includes('after');
     }, 3000, 100)).toBe(true);
+    expect(reconnects).toBe(1);
+    expect(received).not.toContain('lost');
     await store.close();
   });
 
@@ -348,7 +351,8 @@ describe.skipIf(!runPostgres)('postgres connections killed, cut and black-holed'
     const schema = postgres.schema();
     const store = await createPostgresStore({ url: DATABASE_URL, schema, poolSize: 3, sweepIntervalMs: 0 });
     const received: string[] = [];
-    await store.subscribe!('revocations', (message) => received.push(message));
+    let reconnects = 0;
+    await store.subscribe!('revocations', (message) => received.push(message), { onReconnect: () => reconnects++ });
     await store.put('Grant', 'g1', { v: 1 });
     await Promise.all([store.get('Grant', 'g1'), store.get('Grant', 'g1'), store.ping()]);
 
@@ -362,11 +366,13 @@ describe.skipIf(!runPostgres)('postgres connections killed, cut and black-holed'
     }
     expect(await eventually(async () => store.ping().then(() => true, () => false), 2000, 50)).toBe(true);
     expect(await store.get('Grant', 'g1')).toStrictEqual({ value: { v: 1 } });
-    // The LISTEN connection was killed too; it reconnects and listens again by itself.
+    // The LISTEN connection was killed too; it reconnects and listens again by itself, and
+    // tells its subscriber so.
     expect(await eventually(async () => {
       await store.publish!('revocations', 'after');
       return received.includes('after');
     }, 3000, 100)).toBe(true);
+    expect(reconnects).toBe(1);
     await store.close();
   });
 

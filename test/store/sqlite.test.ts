@@ -98,6 +98,28 @@ describe('sqlite store', () => {
     await store.close();
   });
 
+  it('sweeps a large backlog in batches, letting other work run between them', async () => {
+    let nowMs = 1_000_000;
+    const store = createSqliteStore({ path: freshPath(), now: () => nowMs, sweepIntervalMs: 0 });
+    for (let i = 0; i < 1200; i++) await store.put('Code', `c${i}`, { i }, { ttlSeconds: 1 });
+    await store.put('Code', 'live', { v: 1 });
+    nowMs += 2000;
+    // Each tick of other work gets a turn: the event loop is not held for the whole sweep.
+    let ticks = 0;
+    let sweeping = true;
+    const tick = (): void => {
+      ticks++;
+      if (sweeping) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const removed = await store.sweep();
+    sweeping = false;
+    expect(removed).toBe(1200);
+    expect(ticks).toBeGreaterThanOrEqual(1);
+    expect((await store.get('Code', 'live'))?.value).toEqual({ v: 1 });
+    await store.close();
+  });
+
   it('reports a file that is not a database as StoreUnavailableError', () => {
     const path = join(dir, 'not-a-database.db');
     writeFileSync(path, 'plain text, not SQLite '.repeat(100));
