@@ -23,6 +23,7 @@ import { createLogger } from './ops/logger.ts';
 import { registerHealthRoutes } from './ops/health.ts';
 import { apiSecurityHeaders } from './ops/security-headers.ts';
 import { trackUnusedConnections } from './ops/connections.ts';
+import { auditAuthorizationServer, createAuditLog } from './ops/audit.ts';
 
 export interface GatewayOptions {
   /** Where logs go (default stdout). */
@@ -62,6 +63,7 @@ function cachedAccounts(store: Store) {
 
 export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
   const logger = createLogger({ level: config.log.level, ...(options.logDestination ? { destination: options.logDestination } : {}) });
+  const audit = createAuditLog({ file: config.log.audit_file, logger });
   const issuer = config.public_url;
   const secure = issuer.startsWith('https:');
   const store = await createStore(config.store);
@@ -149,8 +151,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const connections = trackUnusedConnections(app.server);
   mountAuthorizationServer(app, provider, issuer);
 
+  auditAuthorizationServer(provider, audit, logger);
   const interactionContext: InteractionContext = {
-    provider, store, services, identityProviders, access, issuer, secure, upstreamTokens,
+    provider, store, services, identityProviders, access, issuer, secure, upstreamTokens, audit,
     csrfSecret: deriveSecret(config.secrets.encryption_key, 'csrf'),
     showConsent: async (_request, reply, details) => showConsent(interactionContext, reply, details),
     clientRedirectSource: async (uid) => clientRedirectSource(provider, uid),
@@ -168,6 +171,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     allowLoopbackOrigins: isLoopbackHost(config.listen.host),
     loadAccount: accounts,
     upstreamTokens,
+    audit,
   };
   const sessions = createSessionOwners(store);
   for (const service of services.all()) registerMcpEndpoint(app, service, { ...endpointContext, sessions });
@@ -192,6 +196,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       for (const idp of identityProviders.values()) idp.close();
       await keys.close();
       await store.close();
+      await audit.flush();
     },
   };
 }

@@ -1,6 +1,7 @@
 /**
  * What the sign-in and consent pages share: the parts they work with, and how a page is sent.
  */
+import type { AuditLog } from '../ops/audit.ts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type Provider from 'oidc-provider';
 import type { IdentityProvider } from '../identity/index.ts';
@@ -14,6 +15,8 @@ import type { UpstreamTokenKeeper } from './upstream-tokens.ts';
 type InteractionDetails = Awaited<ReturnType<Provider['interactionDetails']>>;
 
 export interface InteractionContext {
+  /** The audit trail (ops/audit.ts). */
+  audit: Pick<AuditLog, 'record'>;
   provider: Provider;
   store: Store;
   services: ServiceCatalog;

@@ -167,11 +167,13 @@ async function finishSignIn(
   const ttl = Math.max(1, interaction.exp - Math.floor(Date.now() / 1000));
   if (!decision.allowed) {
     request.log.warn({ event: 'access.denied', account: account.accountId, provider: identity.provider, reason: decision.reason }, 'sign-in denied by policy');
+    context.audit.record('access.denied', { request_id: request.id, account: account.accountId, provider: identity.provider, client: interaction.params.client_id, reason: decision.reason });
     interaction.result = { error: 'access_denied', error_description: 'the signed-in user is not allowed to use this gateway' };
     await interaction.save(ttl);
     return sendPage(reply, context, 403, deniedPage({ reason: decision.userMessage, userEmail: account.email, returnTo: interaction.returnTo }));
   }
   request.log.info({ event: 'sign_in', account: account.accountId, provider: identity.provider, rule: decision.rule }, 'signed in');
+  context.audit.record('sign_in', { request_id: request.id, account: account.accountId, provider: identity.provider, client: interaction.params.client_id, rule: decision.rule });
   if (upstream && context.upstreamTokens?.keepsTokensOf(upstream.providerId)) {
     await keepUpstreamTokens(request, context.upstreamTokens, account.accountId, upstream);
   }

@@ -13,6 +13,7 @@
  * Each step answers either its result or a refusal: the status, a user-safe message and the
  * headers (the `WWW-Authenticate` challenge) the caller sends with its own body format.
  */
+import type { AuditLog } from '../ops/audit.ts';
 import type { Account, ProtectedService, UpstreamTokenKeeper } from '../authz/index.ts';
 import { decideAccess, type AccessPolicy } from '../policy/index.ts';
 import { bearerChallenge, metadataUrl, type AccessTokenClaims, type BearerVerifier } from '../resource/index.ts';
@@ -44,6 +45,8 @@ export interface AuthorizationContext {
   loadAccount(accountId: string): Promise<Account | undefined>;
   /** Upstream tokens for services with `forward.upstream_token`. */
   upstreamTokens?: Pick<UpstreamTokenKeeper, 'accessToken'> | undefined;
+  /** The audit trail, for denials. */
+  audit?: Pick<AuditLog, 'record'> | undefined;
 }
 
 export interface RequestLog {
@@ -103,10 +106,14 @@ export async function authorizeBearer(
   }
   const account = await context.loadAccount(result.claims.sub);
   const policy = service.definition.access;
-  const allowed = account && decideAccess(context.access, account).allowed
-    && (!policy || decideAccess(policy, account, service.displayName).allowed);
-  if (!account || !allowed) {
-    log.warn({ event: 'access.denied', account: result.claims.sub, service: service.id }, 'request denied by policy');
+  const globalDecision = account ? decideAccess(context.access, account) : undefined;
+  const serviceDecision = account && policy ? decideAccess(policy, account, service.displayName) : undefined;
+  const denial = !account ? 'unknown account'
+    : !globalDecision?.allowed ? `gateway policy: ${globalDecision && !globalDecision.allowed ? globalDecision.reason : ''}`
+      : serviceDecision && !serviceDecision.allowed ? `service policy: ${serviceDecision.reason}` : undefined;
+  if (denial !== undefined || !account) {
+    log.warn({ event: 'access.denied', account: result.claims.sub, service: service.id, reason: denial }, 'request denied by policy');
+    context.audit?.record('access.denied', { account: result.claims.sub, client: result.claims.client_id, service: service.id, reason: denial });
     return refuse(403, `you do not have access to ${service.displayName}`);
   }
   const identity: ForwardedIdentity = {

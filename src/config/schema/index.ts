@@ -69,6 +69,7 @@ const configShape = {
       (value) => (typeof value === 'string' ? value.toLowerCase() : value),
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     ).default('info'),
+    audit_file: text.optional(),
   }).prefault({}),
   dev: z.strictObject({ demo_port: integer(0, 65_535).default(0) }).optional(),
 };
