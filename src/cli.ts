@@ -5,6 +5,7 @@
  * gatehouse dev [--port N]           dev mode: dev sign-in, a demo MCP server, SQLite in ./.gatehouse
  * gatehouse keys rotate --config F   new signing keys; the previous ones stay published until their tokens expire
  */
+import module from 'node:module';
 import { parseArgs } from 'node:util';
 // Only dependency-free modules are imported statically: the rest is loaded once the Node.js
 // version is known to be new enough, so `gatehouse` on an old Node says so instead of failing
@@ -13,6 +14,10 @@ import { ConfigError } from './config/config-error.ts';
 import { GatehouseError } from './errors/index.ts';
 import type { Config } from './config/index.ts';
 import type { Gateway } from './app.ts';
+
+// Compiled code of the gateway and its dependencies is cached on disk between starts (Node 22.1+):
+// about a third of the start-up time in the benchmark (docs/performance.md).
+module.enableCompileCache?.();
 
 /** package.json `engines`: node:sqlite is built in, without a flag, from 22.13. */
 const MINIMUM_NODE = [22, 13] as const;
