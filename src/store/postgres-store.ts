@@ -16,6 +16,7 @@
  * side: a dead network is not noticed by the server). Broken connections leave the pool and
  * new ones are opened on demand, so the store works again once the database is back.
  */
+import { startSweepTimer } from './sweep-timer.ts';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
@@ -133,16 +134,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     }
     return removed;
   };
-  let sweeping = false;
-  const sweepQuietly = (): void => {
-    // One sweep at a time per store; a failed one is harmless (reads enforce expiry anyway).
-    if (sweeping) return;
-    sweeping = true;
-    sweep().catch(() => undefined).finally(() => { sweeping = false; });
-  };
-  const interval = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
-  // unref'd so an idle store never keeps the process alive on its own.
-  const timer = interval > 0 ? setInterval(sweepQuietly, interval).unref() : undefined;
+  const timer = startSweepTimer(sweep, options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS);
 
   const events = createPostgresEvents({ ...connection, query_timeout: statementTimeout + REPLY_GRACE_MS }, schemaName, query, () => closed, messageOf);
 
@@ -221,7 +213,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      clearInterval(timer);
+      timer.stop();
       await events.close();
       await pool.end().catch(() => undefined);
     },

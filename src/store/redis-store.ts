@@ -10,6 +10,7 @@
  * in the indexes (ids of records Redis already dropped) the sweep removes, using the index
  * entries each record's `P x` member names.
  */
+import { startSweepTimer } from './sweep-timer.ts';
 import {
   epochSeconds,
   expiryFor,
@@ -105,16 +106,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       if (handled < SWEEP_BATCH) break;
     }
   };
-  let sweeping = false;
-  const sweepQuietly = (): void => {
-    // One sweep at a time per store; a failed one is harmless (the next tick retries).
-    if (sweeping) return;
-    sweeping = true;
-    sweepBatches().catch(() => undefined).finally(() => { sweeping = false; });
-  };
-  const interval = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
-  // unref'd so an idle store never keeps the process alive on its own.
-  const timer = interval > 0 ? setInterval(sweepQuietly, interval).unref() : undefined;
+  const timer = startSweepTimer(sweepBatches, options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS);
 
   return {
     engine: 'redis',
@@ -196,7 +188,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      clearInterval(timer);
+      timer.stop();
       await events.close();
       // QUIT lets pending replies arrive; it cannot hang the shutdown of a gateway whose
       // Redis is gone, because commands fail at once while disconnected.
