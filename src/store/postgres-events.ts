@@ -7,6 +7,7 @@
  * hear each other.
  */
 import pg from 'pg';
+import { createSubscribers } from './subscribers.ts';
 import { checkChannel, checkMessage, StoreUnavailableError, type SubscribeOptions } from './store.ts';
 
 /** How often the LISTEN connection proves it is alive; a dead one is replaced. */
@@ -15,10 +16,6 @@ const MAX_RECONNECT_DELAY_MS = 1000;
 
 type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>;
 
-interface Subscription {
-  onMessage: (message: string) => void;
-  onReconnect: (() => void) | undefined;
-}
 
 export function createPostgresEvents(
   connection: pg.ClientConfig,
@@ -27,7 +24,7 @@ export function createPostgresEvents(
   isClosed: () => boolean,
   describe: (error: unknown) => string,
 ) {
-  const handlers = new Map<string, Set<Subscription>>();
+  const subscribers = createSubscribers();
   let current: pg.Client | undefined;
   let ready: Promise<void> | undefined;
   let retry: NodeJS.Timeout | undefined;
@@ -42,42 +39,19 @@ export function createPostgresEvents(
       : new StoreUnavailableError(`postgres store unavailable: ${describe(error)}`, { cause: error });
   }
 
-  function reconnected(): void {
-    for (const set of handlers.values()) {
-      for (const { onReconnect } of set) {
-        if (!onReconnect) continue;
-        setImmediate(() => {
-          try {
-            onReconnect();
-          } catch {
-            // Swallowed, as the Store spec says.
-          }
-        });
-      }
-    }
-  }
-
   function start(): Promise<void> {
     const client = new pg.Client(connection);
     current = client;
     client.on('error', () => lost(client));
     client.on('end', () => lost(client));
-    client.on('notification', ({ channel, payload }) => {
-      for (const { onMessage } of handlers.get(channel) ?? []) {
-        try {
-          onMessage(payload ?? '');
-        } catch {
-          // Swallowed, as the Store spec says: one bad handler must not stop the others.
-        }
-      }
-    });
+    client.on('notification', ({ channel, payload }) => subscribers.deliver(channel, payload ?? ''));
     const opening = (async () => {
       await client.connect();
-      for (const name of handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(name)}`);
+      for (const name of subscribers.channels()) await client.query(`LISTEN ${pg.escapeIdentifier(name)}`);
       retryDelay = 100;
       if (lostOne) {
         lostOne = false;
-        reconnected();
+        subscribers.reconnected();
       }
     })();
     ready = opening;
@@ -91,14 +65,14 @@ export function createPostgresEvents(
     ready = undefined;
     lostOne = true;
     client.end().catch(() => undefined);
-    if (!isClosed() && handlers.size > 0) reconnectLater();
+    if (!isClosed() && subscribers.size > 0) reconnectLater();
   }
 
   function reconnectLater(): void {
     if (retry) return;
     retry = setTimeout(() => {
       retry = undefined;
-      if (isClosed() || handlers.size === 0 || current) return;
+      if (isClosed() || subscribers.size === 0 || current) return;
       start().catch(() => undefined);
     }, retryDelay).unref();
     retryDelay = Math.min(retryDelay * 2, MAX_RECONNECT_DELAY_MS);
@@ -116,24 +90,18 @@ export function createPostgresEvents(
       if (isClosed()) throw new StoreUnavailableError('postgres store is closed');
       checkChannel(channel);
       const name = channelName(channel);
-      let set = handlers.get(name);
-      if (!set) handlers.set(name, (set = new Set()));
-      // A fresh object per call, so one handler subscribed twice is two subscriptions.
-      const subscription: Subscription = { onMessage, onReconnect: options.onReconnect };
-      set.add(subscription);
+      const added = subscribers.add(name, { onMessage, onReconnect: options.onReconnect });
       try {
         await (ready ?? start());
         // LISTEN is idempotent; a connection opened meanwhile already listens to it.
         await current?.query(`LISTEN ${pg.escapeIdentifier(name)}`);
       } catch (error) {
-        set.delete(subscription);
-        if (set.size === 0) handlers.delete(name);
+        added.remove();
         throw unavailable(error);
       }
       return async () => {
-        if (!set.delete(subscription) || set.size > 0) return;
-        handlers.delete(name);
-        // Best effort: a notification arriving later for a channel without handlers is ignored.
+        if (!added.remove()) return;
+        // Best effort: a notification arriving later for a channel without subscribers is ignored.
         await current?.query(`UNLISTEN ${pg.escapeIdentifier(name)}`).catch(() => undefined);
       };
     },
@@ -147,7 +115,7 @@ export function createPostgresEvents(
     async close(): Promise<void> {
       clearInterval(check);
       clearTimeout(retry);
-      handlers.clear();
+      subscribers.clear();
       const client = current;
       current = undefined;
       ready = undefined;

@@ -7,14 +7,10 @@
 import { Cluster } from 'ioredis';
 import { checkChannel, checkMessage, StoreUnavailableError, type SubscribeOptions } from './store.ts';
 import { messageOf, type Client } from './redis-connection.ts';
-
-interface Subscription {
-  onMessage: (message: string) => void;
-  onReconnect: (() => void) | undefined;
-}
+import { createSubscribers } from './subscribers.ts';
 
 export function createRedisEvents(client: Client, prefix: string, isClosed: () => boolean) {
-  const handlers = new Map<string, Set<Subscription>>();
+  const subscribers = createSubscribers();
   let subscriber: Client | undefined;
   let connecting: Promise<Client> | undefined;
   const channelName = (channel: string): string => `${prefix}ev:${channel}`;
@@ -23,39 +19,16 @@ export function createRedisEvents(client: Client, prefix: string, isClosed: () =
     if (isClosed()) throw new StoreUnavailableError('redis store is closed');
   }
 
-  function reconnected(): void {
-    for (const set of handlers.values()) {
-      for (const { onReconnect } of set) {
-        if (!onReconnect) continue;
-        setImmediate(() => {
-          try {
-            onReconnect();
-          } catch {
-            // Swallowed, as the Store spec says.
-          }
-        });
-      }
-    }
-  }
-
   async function connectSubscriber(): Promise<Client> {
     const connection: Client = client instanceof Cluster ? client.duplicate() : client.duplicate();
     let connectedBefore = false;
     connection.on('error', () => undefined);
     connection.on('ready', () => {
       // The first 'ready' is the initial connection; every later one follows an outage.
-      if (connectedBefore) reconnected();
+      if (connectedBefore) subscribers.reconnected();
       connectedBefore = true;
     });
-    connection.on('message', (channel: string, message: string) => {
-      for (const { onMessage } of handlers.get(channel) ?? []) {
-        try {
-          onMessage(message);
-        } catch {
-          // Swallowed, as the Store spec says: one bad handler must not stop the others.
-        }
-      }
-    });
+    connection.on('message', (channel: string, message: string) => subscribers.deliver(channel, message));
     try {
       await connection.connect();
     } catch (error) {
@@ -77,23 +50,17 @@ export function createRedisEvents(client: Client, prefix: string, isClosed: () =
         connecting = undefined;
         throw new StoreUnavailableError(`redis store unavailable: ${messageOf(error)}`, { cause: error });
       }
-      let set = handlers.get(name);
-      if (!set) handlers.set(name, (set = new Set()));
-      // A fresh object per call, so one handler subscribed twice is two subscriptions.
-      const subscription: Subscription = { onMessage, onReconnect: options.onReconnect };
-      set.add(subscription);
+      const added = subscribers.add(name, { onMessage, onReconnect: options.onReconnect });
       try {
-        if (set.size === 1) await subscriber.subscribe(name);
+        if (added.first) await subscriber.subscribe(name);
       } catch (error) {
-        set.delete(subscription);
-        if (set.size === 0) handlers.delete(name);
+        added.remove();
         throw new StoreUnavailableError(`redis store unavailable: ${messageOf(error)}`, { cause: error });
       }
       return async () => {
-        if (!set.delete(subscription) || set.size > 0) return;
-        handlers.delete(name);
+        if (!added.remove()) return;
         // Best effort: while disconnected this fails, and a message arriving later for a
-        // channel without handlers is ignored.
+        // channel without subscribers is ignored.
         await subscriber?.unsubscribe(name).catch(() => undefined);
       };
     },
@@ -110,7 +77,7 @@ export function createRedisEvents(client: Client, prefix: string, isClosed: () =
     },
 
     async close(): Promise<void> {
-      handlers.clear();
+      subscribers.clear();
       const connection = subscriber ?? (await connecting?.catch(() => undefined));
       connection?.disconnect();
       subscriber = undefined;
