@@ -1,33 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { buildConfig, ConfigError, parseConfigText, type Config } from './index.ts';
+import { buildConfig, parseConfigText, type Config } from './index.ts';
 import { parseFlowScalar, readOverrides } from './overrides.ts';
 import { topLevelKeys } from './schema.ts';
-
-const key = Buffer.alloc(32, 3).toString('base64');
-
-function base(): Record<string, unknown> {
-  return {
-    public_url: 'https://mcp.example.com',
-    secrets: { encryption_key: key },
-    identity_providers: [{ type: 'oidc', id: 'corp', issuer: 'https://sso.example.com', client_id: 'gatehouse' }],
-    access: { allow: { domains: ['example.com'] } },
-    services: { demo: { upstream: 'http://127.0.0.1:3001/mcp' } },
-  };
-}
+import { base, key, messages } from '../../test/support/config-fixtures.ts';
 
 function withEnv(env: Record<string, string>, raw: Record<string, unknown> = base()): Config {
   return buildConfig(raw, { env, source: 'test' });
 }
 
-function messages(load: () => unknown): string[] {
-  try {
-    load();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('GATEHOUSE_* overrides', () => {
   it('set top-level and nested keys, with numbers parsed', () => {
