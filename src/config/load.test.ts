@@ -38,7 +38,9 @@ describe('defaults', () => {
           },
           upstream_scopes: [],
           timeout_ms: 30000,
+          circuit_breaker: { failures: 5, open_seconds: 10, max_open_seconds: 60 },
           max_body_bytes: 4194304,
+          audit: { tool_arguments: false, redact: [], max_argument_bytes: 4096 },
           method_scopes: {},
           isolation: 'session',
           idle_timeout_seconds: 300,
@@ -48,6 +50,17 @@ describe('defaults', () => {
       },
       clients: { registration: { enabled: true }, cimd: { enabled: true, allow_loopback: false }, static: [] },
       forward_auth: { enabled: false, allowed_ips: ['127.0.0.1/32', '::1/128'] },
+      rate_limits: {
+        enabled: true,
+        registration: { per_ip: { limit: 120, window_seconds: 60 }, per_client_metadata: { limit: 60, window_seconds: 60 }, global: { limit: 600, window_seconds: 60 } },
+        authorize: { per_ip: { limit: 300, window_seconds: 60 }, per_client: { limit: 600, window_seconds: 60 } },
+        token: { per_ip: { limit: 1200, window_seconds: 60 }, per_client: { limit: 600, window_seconds: 60 } },
+      },
+      metrics: { enabled: true, allowed_ips: ['127.0.0.1/32', '::1/128'] },
+      cors: { allowed_origins: [] },
+      reload: { watch: false },
+      shutdown: { grace_seconds: 10 },
+      tracing: { enabled: false, headers: {}, sample_ratio: 1, propagate_to_upstream: true },
       log: { level: 'info' },
     });
   });

@@ -13,7 +13,7 @@ describe('validation', () => {
     ]);
     expect(messages(() => build({ listen: { host: '127.0.0.1', prot: 1 }, issuer: 'https://x' }))).toEqual([
       'listen.prot: unknown key; did you mean port?',
-      'issuer: unknown key; the keys here are: public_url, listen, trust_proxy, store, secrets, tokens, identity_providers, access, services, clients, forward_auth, log, dev',
+      'issuer: unknown key; the keys here are: public_url, listen, trust_proxy, store, secrets, tokens, identity_providers, access, services, clients, forward_auth, metrics, cors, reload, rate_limits, shutdown, tracing, log, dev',
     ]);
     expect(messages(() => build({ identity_providers: [{ type: 'dev', id: 'dev', issuer: 'https://x' }] }))).toEqual([
       'identity_providers[0].issuer: unknown key; the keys here are: type, id, name',

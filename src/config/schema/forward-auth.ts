@@ -19,13 +19,14 @@ function ipRangeProblem(value: string): string | undefined {
   return /^\d{1,3}$/.test(prefix) && Number(prefix) <= bits ? undefined : `has a prefix length that is not 0–${bits}`;
 }
 
-const ipRange = z.string().superRefine((value, ctx) => {
+/** An IP address or CIDR range (also metrics.allowed_ips). */
+export const ipRange = z.string().superRefine((value, ctx) => {
   const problem = ipRangeProblem(value);
   if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: value });
 });
 
 /** From `${…}` or an override, `10.0.0.0/8,127.0.0.1` is read as a list (as `trust_proxy` is). */
-function commaList(value: unknown): unknown {
+export function commaList(value: unknown): unknown {
   return typeof value === 'string' ? value.split(',').map((item) => item.trim()).filter((item) => item !== '') : value;
 }
 

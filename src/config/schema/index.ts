@@ -3,14 +3,20 @@ import { z } from 'zod';
 import type { KeyPath } from '../config-error.ts';
 import { access } from './access.ts';
 import { clients } from './clients.ts';
+import { cors } from './cors.ts';
 import { forwardAuth } from './forward-auth.ts';
 import { identityProviders } from './identity-providers.ts';
+import { metrics } from './metrics.ts';
 import {
   always, booleanFromText, encryptionKey, hostName, integer, isLoopbackHost, isRecord, list, numberFromText,
   publicUrl, text, wrongType,
 } from './primitives.ts';
+import { rateLimits } from './rate-limits.ts';
+import { reload } from './reload.ts';
 import { services } from './services.ts';
+import { shutdown } from './shutdown.ts';
 import { store } from './store.ts';
+import { tracing } from './tracing.ts';
 
 /*
  * The one configuration schema: types, defaults and validation. docs/configuration.md describes
@@ -64,6 +70,12 @@ const configShape = {
   services,
   clients: clients.prefault({}),
   forward_auth: forwardAuth.prefault({}),
+  metrics: metrics.prefault({}),
+  cors: cors.prefault({}),
+  reload: reload.prefault({}),
+  rate_limits: rateLimits.prefault({}),
+  shutdown: shutdown.prefault({}),
+  tracing: tracing.prefault({}),
   log: z.strictObject({
     level: z.preprocess(
       (value) => (typeof value === 'string' ? value.toLowerCase() : value),

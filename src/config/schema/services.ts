@@ -4,6 +4,8 @@ import { serviceAccess } from './access.ts';
 import {
   always, flag, headerName, integer, isRecord, list, scopeToken, text, toggle, upstreamUrl, wrongType,
 } from './primitives.ts';
+import { circuitBreaker } from './resilience.ts';
+import { serviceAudit } from './service-audit.ts';
 import { checkServiceKind, stdioKeys } from './stdio.ts';
 
 /*
@@ -116,7 +118,9 @@ const service = z.strictObject({
   // Scopes asked of the identity provider, on the user's upstream token, when this service is authorized.
   upstream_scopes: list(scopeToken),
   timeout_ms: integer(1000, 600_000).default(30_000),
+  circuit_breaker: circuitBreaker,
   max_body_bytes: integer(1, 1024 ** 3).default(4 * 1024 * 1024),
+  audit: serviceAudit,
 }).superRefine((item, ctx) => {
   checkServiceKind(item, ctx);
   // The scheme and the transport must agree: a WebSocket server has a ws(s):// address, an HTTP one does not.
