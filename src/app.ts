@@ -5,16 +5,17 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { DestinationStream } from 'pino';
 import { randomUUID } from 'node:crypto';
-import { isLoopbackHost, type Config } from './config/index.ts';
+import { isLoopbackHost, type Config, type ServiceConfig } from './config/index.ts';
 import {
   accountClaims, clientRedirectSource, createAuthorizationServer, createServiceCatalog, createUpstreamTokens, loadAccount, loadSigningKeys,
-  mountAuthorizationServer, registerConsentRoutes, registerSignInRoutes, showConsent, type Account, type InteractionContext,
+  mountAuthorizationServer, registerConsentRoutes, registerSignInRoutes, showConsent, type Account, type InteractionContext, type ProtectedService, type ServiceCatalog,
 } from './authz/index.ts';
 import { createIdentityProviders } from './identity/index.ts';
 import { decideAccess } from './policy/index.ts';
 import { createBearerVerifier, PRM_PREFIX, protectedResourceMetadata } from './resource/index.ts';
 import { createAccountRefresher } from './authz/account-refresh.ts';
-import { registerMcpEndpoint } from './proxy/mcp-endpoint.ts';
+import { createMcpEndpoint } from './proxy/mcp-endpoint.ts';
+import { registerServiceRoutes } from './proxy/service-routes.ts';
 import { registerForwardAuth } from './proxy/forward-auth.ts';
 import { createIdentityAssertionSigner } from './proxy/identity-assertion.ts';
 import { createSessionOwners } from './proxy/session-owners.ts';
@@ -23,7 +24,18 @@ import { createLogger } from './ops/logger.ts';
 import { registerHealthRoutes } from './ops/health.ts';
 import { apiSecurityHeaders } from './ops/security-headers.ts';
 import { trackUnusedConnections } from './ops/connections.ts';
+import { registerRateLimits } from './ops/rate-limits.ts';
+import { registerGracefulShutdown } from './ops/shutdown.ts';
+import { CircuitBreakers } from './proxy/circuit-breaker.ts';
+import { OpenStreams } from './proxy/open-streams.ts';
 import { auditAuthorizationServer, createAuditLog } from './ops/audit.ts';
+import { createConfigReloader, type ReloadResult } from './ops/config-reload.ts';
+import { createTracing, traceRequests } from './ops/tracing.ts';
+import { createMetrics } from './ops/metrics.ts';
+import { measureRequests } from './ops/request-metrics.ts';
+import { exposeMetrics } from './ops/metrics-endpoint.ts';
+import { countAuditEvents } from './ops/audit-metrics.ts';
+import { timedStore } from './store/timed.ts';
 
 export interface GatewayOptions {
   /** Where logs go (default stdout). */
@@ -39,6 +51,17 @@ export interface Gateway {
   /** The address it listens on, e.g. http://127.0.0.1:8080. */
   listenUrl: string;
   logger: Logger;
+  /** How long close() lets requests under way finish (`shutdown.grace_seconds`). */
+  shutdownGraceSeconds: number;
+  /** The services in force (a reload replaces them). */
+  services: ServiceCatalog;
+  /**
+   * Puts a new configuration in force without dropping connections (ops/config-reload.ts);
+   * throws ConfigError, and changes nothing, when it cannot. `source` names it in errors.
+   */
+  reload(config: Config, source?: string): Promise<ReloadResult>;
+  /** Where `metrics.listen` serves /metrics (`http://127.0.0.1:9464`); absent without it. */
+  metricsUrl?: string | undefined;
   close(): Promise<void>;
 }
 
@@ -63,10 +86,14 @@ function cachedAccounts(store: Store) {
 
 export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
   const logger = createLogger({ level: config.log.level, ...(options.logDestination ? { destination: options.logDestination } : {}) });
-  const audit = createAuditLog({ file: config.log.audit_file, logger });
+  // Metrics off: undefined, and nothing is measured anywhere.
+  const metrics = config.metrics.enabled ? createMetrics() : undefined;
+  const auditLog = createAuditLog({ file: config.log.audit_file, logger });
+  const audit = metrics ? countAuditEvents(auditLog, metrics, config.clients.static) : auditLog;
   const issuer = config.public_url;
   const secure = issuer.startsWith('https:');
-  const store = await createStore(config.store);
+  const engine = await createStore(config.store);
+  const store = metrics ? timedStore(engine, metrics.storeOperation) : engine;
   const sealer = createSealer(config.secrets.encryption_key, config.secrets.previous_encryption_keys);
   const keys = await loadSigningKeys(store, sealer, {
     onRefreshError: (error) => logger.warn({ err: error }, 'signing keys could not be re-read; the ones in force stay'),
@@ -79,7 +106,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const identityProviders = createIdentityProviders(config, (provider, issuerUrl, error, attempt) => {
     logger.error({ provider, issuer: issuerUrl, attempt, err: error }, 'identity provider discovery failed; retrying');
   });
-  const access = config.access;
+  // A reload puts another policy in force (setAccess below).
+  let access = config.access;
   const accounts = cachedAccounts(store);
   const upstreamTokens = createUpstreamTokens({ store, sealer, services, identityProviders, log: logger });
   const refreshAccount = createAccountRefresher({ store, identityProviders, upstreamTokens, log: logger, onSaved: accounts.forget });
@@ -117,6 +145,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     ...(options.cimdFetch ? { fetch: options.cimdFetch } : {}),
   });
 
+  // Off: undefined, and the OpenTelemetry SDK is not even loaded.
+  const tracing = await createTracing(config.tracing, logger);
   // Typed as the default instance: the pino logger is Fastify's base logger plus extras.
   const app = Fastify({
     loggerInstance: logger,
@@ -128,6 +158,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     bodyLimit: 64 * 1024,
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
+  if (tracing) traceRequests(app, tracing);
+  if (metrics) measureRequests(app, metrics);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(String(body))));
   });
@@ -149,6 +181,14 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   app.setNotFoundHandler(async (request, reply) => reply.code(404).send({ error: 'not_found', error_description: `nothing is served at ${request.url.split('?')[0]}` }));
 
   const connections = trackUnusedConnections(app.server);
+  // First among the preClose hooks: the server stops accepting before the others run.
+  const streams = new OpenStreams();
+  const shutdown = registerGracefulShutdown(app, { streams, graceMs: config.shutdown.grace_seconds * 1000, log: logger, closeUnused: () => connections.closeUnused() });
+  // Before the authorization server's routes, which it puts itself in front of.
+  registerRateLimits(app, {
+    config: config.rate_limits, store, keySecret: deriveSecret(config.secrets.encryption_key, 'rate-limits'), secure, log: logger,
+    onLimited: metrics ? (endpoint, scope) => metrics.rateLimited(endpoint, scope) : undefined,
+  });
   mountAuthorizationServer(app, provider, issuer);
 
   auditAuthorizationServer(provider, audit, logger);
@@ -162,21 +202,48 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   registerConsentRoutes(app, interactionContext);
 
   registerProtectedResourceMetadata(app, services, issuer);
+  const sessions = createSessionOwners(store);
   const endpointContext = {
     issuer,
     access,
     verifier: await createBearerVerifier({ issuer, keys, store }),
     signIdentity: await createIdentityAssertionSigner(issuer, keys),
-    allowedOrigins: new Set<string>(),
+    // A reload changes the set in place.
+    allowedOrigins: new Set<string>(config.cors.allowed_origins),
     allowLoopbackOrigins: isLoopbackHost(config.listen.host),
     loadAccount: accounts,
     upstreamTokens,
     audit,
+    sessions,
+    metrics,
+    breakers: new CircuitBreakers({ log: logger, onStateChange: metrics ? (service, state) => metrics.circuitStateChanged(service, state) : undefined }),
+    streams,
   };
-  const sessions = createSessionOwners(store);
-  for (const service of services.all()) registerMcpEndpoint(app, service, { ...endpointContext, sessions });
-  if (config.forward_auth.enabled) registerForwardAuth(app, { ...endpointContext, services, allowedIps: config.forward_auth.allowed_ips });
-  registerHealthRoutes(app, { store, identityProviders });
+  // One wildcard route serves every service, so that a reload can add, change and remove them.
+  const serviceRoutes = registerServiceRoutes(app, (service: ProtectedService<ServiceConfig>) => createMcpEndpoint(app, service, endpointContext), logger);
+  serviceRoutes.update(services.all());
+  const forwardAuthContext = config.forward_auth.enabled ? { ...endpointContext, services, allowedIps: config.forward_auth.allowed_ips } : undefined;
+  if (forwardAuthContext) registerForwardAuth(app, forwardAuthContext);
+  const reload = createConfigReloader(config, {
+    issuer,
+    services,
+    routes: serviceRoutes,
+    identityProviders,
+    allowedOrigins: endpointContext.allowedOrigins,
+    logger,
+    devPages: config.identity_providers.some((idp) => idp.type === 'dev'),
+    setAccess: (next) => {
+      access = next;
+      interactionContext.access = next;
+      endpointContext.access = next;
+      if (forwardAuthContext) forwardAuthContext.access = next;
+    },
+  });
+  registerHealthRoutes(app, {
+    store, identityProviders, keys,
+    services: () => services.all().map((service) => ({ ...service, processes: serviceRoutes.endpointOf(service.id)?.processes })),
+  });
+  const metricsExposure = metrics ? await exposeMetrics(app, metrics, config.metrics) : undefined;
 
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const address = app.server.address();
@@ -188,11 +255,20 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     store,
     issuer,
     logger,
+    services,
+    reload,
     listenUrl: `http://${host}:${port}`,
+    shutdownGraceSeconds: config.shutdown.grace_seconds,
+    metricsUrl: metricsExposure?.url,
     async close() {
       const closing = app.close();
       connections.closeUnused();
       await closing;
+      // Requests under way finish, or the shutdown deadline cuts them (ops/shutdown.ts).
+      await shutdown.drained();
+      await metricsExposure?.close();
+      // Spans of the requests that just finished still go out (bounded: a dead collector does not hold shutdown).
+      await tracing?.shutdown();
       for (const idp of identityProviders.values()) idp.close();
       await keys.close();
       await store.close();

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * gatehouse serve --config FILE     run the gateway
+ * gatehouse serve --config FILE     run the gateway (SIGHUP reloads the file)
  * gatehouse check-config --config F  validate a configuration (and reach its identity providers)
  * gatehouse dev [--port N]           dev mode: dev sign-in, a demo MCP server, SQLite in ./.gatehouse
  * gatehouse keys rotate --config F   new signing keys; the previous ones stay published until their tokens expire
@@ -19,8 +19,11 @@ import type { Gateway } from './app.ts';
 // about a third of the start-up time in the benchmark (docs/performance.md).
 module.enableCompileCache?.();
 
-/** package.json `engines`: node:sqlite is built in, without a flag, from 22.13. */
-const MINIMUM_NODE = [22, 13] as const;
+/**
+ * package.json `engines`: node:sqlite is built in, without a flag, from 22.13; the
+ * OpenTelemetry SDK (tracing) needs 22.15.
+ */
+const MINIMUM_NODE = [22, 15] as const;
 
 function nodeIsRecentEnough(version: string): boolean {
   const [major = 0, minor = 0] = version.split('.').map(Number);
@@ -73,11 +76,13 @@ function fail(error: unknown): never {
 function stopOnSignals(gateway: Gateway): void {
   const stop = (signal: string) => {
     gateway.logger.info({ signal }, 'shutting down');
-    // Open streams (SSE, long tool calls) would hold close() forever; a stop must stop.
+    // close() ends open streams and cuts connections at the grace deadline (ops/shutdown.ts);
+    // this is the last resort if something else (the store, a flush) hangs after that.
+    const limitMs = (gateway.shutdownGraceSeconds + 5) * 1000;
     setTimeout(() => {
-      gateway.logger.warn({ signal }, 'connections still open after 10 s; exiting anyway');
+      gateway.logger.warn({ signal }, `still shutting down after ${limitMs / 1000} s; exiting anyway`);
       process.exit(1);
-    }, 10_000).unref();
+    }, limitMs).unref();
     gateway.close().then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGINT', () => stop('SIGINT'));
@@ -87,9 +92,12 @@ function stopOnSignals(gateway: Gateway): void {
 async function serve(path: string): Promise<void> {
   const { loadConfigFile } = await import('./config/index.ts');
   const { startGateway } = await import('./app.ts');
+  const { reloadOnSignal } = await import('./ops/config-watch.ts');
   const config = loadConfigFile(path);
   const started = performance.now();
   const gateway = await startGateway(config);
+  // SIGHUP, and with reload.watch a change of the file, reloads the configuration.
+  reloadOnSignal(path, gateway, { watch: config.reload.watch });
   gateway.logger.info({ listen: gateway.listenUrl, issuer: gateway.issuer, ms: Math.round(performance.now() - started) }, 'gatehouse ready');
   stopOnSignals(gateway);
 }

@@ -81,7 +81,7 @@ export function registerConsentRoutes(app: FastifyInstance, context: Interaction
       return sendPage(reply, context, 400, errorPage({ title: 'Request expired', message: 'This request can no longer be completed.', status: 400 }));
     }
     if (body.decision !== 'approve') {
-      context.audit.record('consent.denied', { request_id: request.id, account: accountId, client: client.clientId, service: service.id });
+      context.audit.record('consent.denied', { request_id: request.id, account: accountId, client: client.clientId, client_name: client.clientName, service: service.id });
       const url = await provider.interactionResult(request.raw, reply.raw, { error: 'access_denied', error_description: 'the user denied the request' });
       return reply.redirect(url, 303);
     }
@@ -89,7 +89,7 @@ export function registerConsentRoutes(app: FastifyInstance, context: Interaction
     const grantId = await approveConsent(provider, store, {
       accountId, clientId: client.clientId, clientName: client.clientName ?? client.clientId, service, scopes,
     });
-    context.audit.record('consent.given', { request_id: request.id, account: accountId, client: client.clientId, service: service.id, scopes });
+    context.audit.record('consent.given', { request_id: request.id, account: accountId, client: client.clientId, client_name: client.clientName, service: service.id, scopes });
     const url = await provider.interactionResult(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
     return reply.redirect(url, 303);
   });
@@ -127,7 +127,7 @@ export function registerConsentRoutes(app: FastifyInstance, context: Interaction
     }
     const withdrawn = await withdrawConsent(store, account.accountId, String(body.consent ?? ''));
     if (!withdrawn) return sendPage(reply, context, 404, errorPage({ title: 'Not found', message: 'That consent does not exist any more.', status: 404 }));
-    context.audit.record('consent.withdrawn', { request_id: request.id, account: account.accountId, client: withdrawn.clientId, service: withdrawn.serviceId });
+    context.audit.record('consent.withdrawn', { request_id: request.id, account: account.accountId, client: withdrawn.clientId, client_name: withdrawn.clientName, service: withdrawn.serviceId });
     return sendPage(reply, context, 200, withdrawnPage({ clientName: withdrawn.clientName }));
   });
 }

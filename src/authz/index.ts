@@ -1,6 +1,6 @@
 export { createAuthorizationServer, type AuthorizationServerOptions } from './provider.ts';
 export { loadSigningKeys, type SigningKeys } from './signing-keys.ts';
-export { createServiceCatalog, BASELINE_SCOPE, type ProtectedService, type ServiceCatalog, type ServiceDefinition } from './service-catalog.ts';
+export { buildServiceCatalog, createServiceCatalog, BASELINE_SCOPE, type ProtectedService, type ReloadableServiceCatalog, type ServiceCatalog, type ServiceDefinition } from './service-catalog.ts';
 export { canonicalResource } from './resource-uri.ts';
 export { checkRedirectUri, redirectUriMatches, isLoopbackHost } from './redirect-uri.ts';
 export { loadAccount, saveAccount, accountClaims, type Account } from './accounts.ts';

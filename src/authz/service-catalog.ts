@@ -38,7 +38,34 @@ export interface ServiceCatalog<D extends ServiceDefinition = ServiceDefinition>
   allScopes(): string[];
 }
 
+/** A catalog whose services a configuration reload replaces (ops/config-reload.ts). */
+export interface ReloadableServiceCatalog<D extends ServiceDefinition = ServiceDefinition> extends ServiceCatalog<D> {
+  /**
+   * Serves what `next` serves from now on. Everything that holds this catalog (the authorization
+   * server's resource indicators, metadata, consent, ForwardAuth) sees the new services at once.
+   */
+  replace(next: ServiceCatalog<D>): void;
+}
+
+/** The catalog of `definitions`; `replace` swaps in another one. */
 export function createServiceCatalog<D extends ServiceDefinition>(
+  issuer: string,
+  definitions: Record<string, D>,
+): ReloadableServiceCatalog<D> {
+  let current = buildServiceCatalog(issuer, definitions);
+  return {
+    all: () => current.all(),
+    byId: (id) => current.byId(id),
+    byResource: (uri) => current.byResource(uri),
+    byPath: (path) => current.byPath(path),
+    defaultService: () => current.defaultService(),
+    allScopes: () => current.allScopes(),
+    replace: (next) => { current = next; },
+  };
+}
+
+/** A fixed catalog of `definitions`. */
+export function buildServiceCatalog<D extends ServiceDefinition>(
   issuer: string,
   definitions: Record<string, D>,
 ): ServiceCatalog<D> {

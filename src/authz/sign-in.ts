@@ -91,11 +91,15 @@ export function registerSignInRoutes(app: FastifyInstance, context: InteractionC
     }
     const idp = identityProviders.get(transaction.providerId);
     if (!idp) return sendPage(reply, context, 400, errorPage({ title: 'Sign-in expired', message: 'That sign-in option is no longer configured.', status: 400 }));
+    // The code exchange at the provider (token request, ID token check, userinfo): its latency is the provider's.
+    const exchange = request.trace?.step('gatehouse.sign_in.exchange');
     try {
       const { identity, tokens } = await idp.complete({ currentUrl: new URL(request.url, context.issuer), state: state ?? '', secrets: transaction.secrets });
+      exchange?.end('signed_in', { 'gatehouse.identity_provider': idp.id });
       return await finishSignIn(request, reply, context, transaction.interactionUid, identity, { providerId: idp.id, tokens, requestedScopes: transaction.extraScopes ?? [] });
     } catch (error) {
       if (!(error instanceof SignInError)) throw error;
+      exchange?.end('failed', { 'gatehouse.identity_provider': idp.id });
       request.log.warn({ provider: idp.id, reason: error.message }, 'sign-in failed');
       return sendPage(reply, context, 400, errorPage({ title: 'Sign-in failed', message: error.userMessage, status: 400 }));
     }
@@ -164,22 +168,30 @@ async function finishSignIn(
   }
   const account = await saveAccount(context.store, identity);
   const decision = decideAccess(context.access, account);
+  const client = { client: interaction.params.client_id, client_name: await clientNameOf(context, interaction.params.client_id) };
   const ttl = Math.max(1, interaction.exp - Math.floor(Date.now() / 1000));
   if (!decision.allowed) {
     request.log.warn({ event: 'access.denied', account: account.accountId, provider: identity.provider, reason: decision.reason }, 'sign-in denied by policy');
-    context.audit.record('access.denied', { request_id: request.id, account: account.accountId, provider: identity.provider, client: interaction.params.client_id, reason: decision.reason });
+    context.audit.record('access.denied', { request_id: request.id, account: account.accountId, provider: identity.provider, ...client, reason: decision.reason });
     interaction.result = { error: 'access_denied', error_description: 'the signed-in user is not allowed to use this gateway' };
     await interaction.save(ttl);
     return sendPage(reply, context, 403, deniedPage({ reason: decision.userMessage, userEmail: account.email, returnTo: interaction.returnTo }));
   }
   request.log.info({ event: 'sign_in', account: account.accountId, provider: identity.provider, rule: decision.rule }, 'signed in');
-  context.audit.record('sign_in', { request_id: request.id, account: account.accountId, provider: identity.provider, client: interaction.params.client_id, rule: decision.rule });
+  context.audit.record('sign_in', { request_id: request.id, account: account.accountId, provider: identity.provider, ...client, rule: decision.rule });
   if (upstream && context.upstreamTokens?.keepsTokensOf(upstream.providerId)) {
     await keepUpstreamTokens(request, context.upstreamTokens, account.accountId, upstream);
   }
   interaction.result = { login: { accountId: account.accountId } };
   await interaction.save(ttl);
   return reply.redirect(interaction.returnTo, 303);
+}
+
+/** The registered name of the client that asked, for the audit trail (and the metrics' client label). */
+async function clientNameOf(context: InteractionContext, clientId: unknown): Promise<string | undefined> {
+  if (typeof clientId !== 'string') return undefined;
+  const client = await context.provider.Client.find(clientId).catch(() => undefined);
+  return client?.clientName;
 }
 
 /** Stores a sign-in's upstream tokens (sealed; never logged) and says in the log what is missing. */

@@ -55,8 +55,21 @@ export interface SigningKeys {
   refresh(): Promise<boolean>;
   /** Called after the keys in force changed. */
   onChange(listener: () => void): void;
+  /** What /ready reports: keys that sign, keys published, the last read of the stored set. */
+  status(): SigningKeysStatus;
   /** Stops following rotations. */
   close(): Promise<void>;
+}
+
+export interface SigningKeysStatus {
+  /** Current keys (they sign); none means nothing can be issued. */
+  signing: number;
+  /** Keys published at /jwks, retired ones included. */
+  published: number;
+  /** When the stored set was last read (epoch ms). */
+  readAt: number;
+  /** The code of the error of the last re-read, when it failed (the keys in force stay). */
+  refreshError?: string | undefined;
 }
 
 export interface LoadOptions {
@@ -110,9 +123,18 @@ export async function loadSigningKeys(store: Store, sealer: Sealer, options: Loa
   const listeners = new Set<() => void>();
   let lastRefresh = 0;
   let refreshing: Promise<boolean> | undefined;
+  let readAt = now();
+  let refreshError: string | undefined;
 
   const reread = async (): Promise<boolean> => {
-    stored = (await readKeys(store, sealer)) ?? stored;
+    try {
+      stored = (await readKeys(store, sealer)) ?? stored;
+    } catch (error) {
+      refreshError = (error as { code?: unknown }).code === undefined ? 'error' : String((error as { code?: unknown }).code);
+      throw error;
+    }
+    readAt = now();
+    refreshError = undefined;
     const next = inForce(stored, epoch(now()));
     if (fingerprint(next) === fingerprint(active)) return false;
     active = next;
@@ -146,6 +168,12 @@ export async function loadSigningKeys(store: Store, sealer: Sealer, options: Loa
     onChange(listener) {
       listeners.add(listener);
     },
+    status: () => ({
+      signing: active.publicJwks.keys.filter((key) => key.key_ops === undefined).length,
+      published: active.publicJwks.keys.length,
+      readAt,
+      refreshError,
+    }),
     async close() {
       clearInterval(timer);
       listeners.clear();

@@ -154,9 +154,21 @@ export function createUpstreamTokens(options: UpstreamTokenOptions): UpstreamTok
   const { store, sealer, services, identityProviders } = options;
   const now = () => Math.floor((options.now ?? Date.now)() / 1000);
   const log = options.log;
-  const forwarding = services.all().filter((service) => service.definition.forward?.upstream_token !== undefined);
-  const enabled = forwarding.length > 0;
-  const allUpstreamScopes = new Set(forwarding.flatMap((service) => service.definition.upstream_scopes ?? []));
+  // Derived from the catalog in force: a configuration reload may add or remove services that
+  // forward upstream tokens. Recomputed only when the catalog's list changes.
+  let derivedFrom: ReadonlyArray<unknown> | undefined;
+  let enabled = false;
+  let allUpstreamScopes = new Set<string>();
+  const forwardingState = () => {
+    const all = services.all();
+    if (all !== derivedFrom) {
+      derivedFrom = all;
+      const forwarding = all.filter((service) => service.definition.forward?.upstream_token !== undefined);
+      enabled = forwarding.length > 0;
+      allUpstreamScopes = new Set(forwarding.flatMap((service) => service.definition.upstream_scopes ?? []));
+    }
+    return { enabled, allUpstreamScopes };
+  };
   const inFlight = new Map<string, Promise<UpstreamAccessToken>>();
   /**
    * Generations this process failed to refresh (provider unreachable), by lease key, at
@@ -283,10 +295,12 @@ export function createUpstreamTokens(options: UpstreamTokenOptions): UpstreamTok
   };
 
   return {
-    enabled,
+    get enabled() {
+      return forwardingState().enabled;
+    },
 
     keepsTokensOf(providerId) {
-      return enabled || typeof identityProviders.get(providerId)?.reload === 'function';
+      return forwardingState().enabled || typeof identityProviders.get(providerId)?.reload === 'function';
     },
 
     async save(accountId, providerId, tokens, requestedScopes) {
@@ -308,11 +322,12 @@ export function createUpstreamTokens(options: UpstreamTokenOptions): UpstreamTok
     },
 
     async scopesForSignIn(accountId, resource) {
-      if (!enabled) return [];
+      const { enabled: forwards, allUpstreamScopes: upstreamScopes } = forwardingState();
+      if (!forwards) return [];
       const scopes = new Set(wantedBy(resource).flatMap((service) => service.definition.upstream_scopes ?? []));
       if (accountId !== undefined) {
         const stored = await load(accountId);
-        for (const scope of scopeSet(stored?.tokens.scope)) if (allUpstreamScopes.has(scope)) scopes.add(scope);
+        for (const scope of scopeSet(stored?.tokens.scope)) if (upstreamScopes.has(scope)) scopes.add(scope);
       }
       return [...scopes];
     },

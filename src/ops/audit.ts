@@ -19,6 +19,8 @@ export const AUDIT_EVENTS = [
   'client.registered',
   'client.updated',
   'client.deleted',
+  // One MCP tools/call through the gateway, on any transport: src/proxy/tool-calls.ts.
+  'tool.called',
 ] as const;
 
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
@@ -31,7 +33,7 @@ export interface AuditLog {
 export function createAuditLog(options: { file?: string | undefined; logger: Logger }): AuditLog {
   const destination = options.file ? pino.destination({ dest: options.file, mkdir: true, sync: false }) : undefined;
   const sink = destination
-    ? pino({ base: { service: 'gatehouse', stream: 'audit' }, timestamp: pino.stdTimeFunctions.isoTime }, destination)
+    ? pino({ base: { name: 'gatehouse', stream: 'audit' }, timestamp: pino.stdTimeFunctions.isoTime }, destination)
     : options.logger.child({ audit: true });
   return {
     record(event, fields) {
@@ -50,7 +52,7 @@ interface ProviderEvents {
 
 interface EventContext {
   oidc?: {
-    client?: { clientId?: string };
+    client?: { clientId?: string; clientName?: string };
     params?: Record<string, unknown>;
     entities?: { Grant?: { accountId?: string } ; Account?: { accountId?: string } };
   };
@@ -66,6 +68,8 @@ export function auditAuthorizationServer(provider: ProviderEvents, audit: Pick<A
   const who = (ctx: EventContext) => ({
     request_id: ctx.req?.headers?.['x-request-id'],
     client: ctx.oidc?.client?.clientId,
+    // The name the client registered with: what metrics label clients by (ids are unbounded).
+    client_name: ctx.oidc?.client?.clientName,
     account: ctx.oidc?.entities?.Account?.accountId ?? ctx.oidc?.entities?.Grant?.accountId,
   });
   provider.on('grant.success', (ctx: EventContext) => {

@@ -1,22 +1,94 @@
 /**
- * `/health` (the process is up) and `/ready` (it can serve: store, keys, identity providers).
+ * `/health` (the process is up: liveness) and `/ready` (it can serve: readiness), both JSON.
+ *
+ * /ready answers 503 `not_ready` while something every request needs is missing: the store, a
+ * signing key, an identity provider's discovery. An MCP server that cannot be reached makes it
+ * `degraded`, still 200: every replica reaches the same servers, so taking this one out of the
+ * load balancer would help nobody, and a gateway that stays in can still answer that server's
+ * clients with a clear JSON-RPC error (and every other service normally). Alert on `degraded`
+ * (or on the upstream error metrics) instead. The shape is documented in docs/operations.md.
  */
 import type { FastifyInstance } from 'fastify';
+import type { SigningKeys } from '../authz/index.ts';
 import type { IdentityProvider } from '../identity/index.ts';
+import { upstreamTransport, type UpstreamTransport } from '../proxy/upstream-transport.ts';
 import type { Store } from '../store/index.ts';
+import { createReachabilityChecks, type Reachability, type ReachabilityChecks } from './upstream-reachability.ts';
 
-export function registerHealthRoutes(app: FastifyInstance, parts: { store: Store; identityProviders: ReadonlyMap<string, IdentityProvider> }): void {
+/** A service as /ready looks at it. */
+export interface ReadinessService {
+  id: string;
+  definition: {
+    upstream?: string | undefined;
+    transport?: UpstreamTransport | undefined;
+    command?: readonly string[] | undefined;
+    env?: Readonly<Record<string, string>> | undefined;
+    cwd?: string | undefined;
+  };
+  /** Processes of a `command` service running now. */
+  processes?: (() => number) | undefined;
+}
+
+export interface HealthParts {
+  store: Store;
+  identityProviders: ReadonlyMap<string, IdentityProvider>;
+  keys?: Pick<SigningKeys, 'status'> | undefined;
+  /** The services in force, read at each /ready (a reload changes them). */
+  services?: (() => Iterable<ReadinessService>) | undefined;
+  reachability?: ReachabilityChecks | undefined;
+}
+
+type ServiceState = Reachability & { transport: UpstreamTransport | 'stdio'; processes?: number };
+
+function keyState(keys: HealthParts['keys']) {
+  if (!keys) return { ready: true };
+  const status = keys.status();
+  return {
+    ready: status.signing > 0,
+    ...(status.signing === 0 ? { detail: 'no current signing key' } : {}),
+    signing_keys: status.signing,
+    published_keys: status.published,
+    last_read_at: new Date(status.readAt).toISOString(),
+    ...(status.refreshError !== undefined ? { last_read_error: status.refreshError } : {}),
+  };
+}
+
+async function serviceState(service: ReadinessService, checks: ReachabilityChecks): Promise<ServiceState> {
+  const { definition } = service;
+  if (definition.command !== undefined) {
+    const found = await checks.program({
+      program: definition.command[0] ?? '',
+      path: definition.env?.PATH ?? process.env.PATH,
+      // A per-user directory ({{user.id_hash}}) is known only once someone signs in.
+      cwd: definition.cwd?.includes('{{') ? undefined : definition.cwd,
+    });
+    return { transport: 'stdio', ...found, processes: service.processes?.() ?? 0 };
+  }
+  const transport = upstreamTransport(definition);
+  return { transport, ...(await checks.upstream(definition.upstream ?? '')) };
+}
+
+export function registerHealthRoutes(app: FastifyInstance, parts: HealthParts): void {
+  const checks = parts.reachability ?? createReachabilityChecks();
+
   app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
 
   app.get('/ready', async (_request, reply) => {
-    const store = await parts.store.ping().then(() => ({ ready: true }), (error: Error) => ({ ready: false, detail: error.message }));
+    const services = [...(parts.services?.() ?? [])];
+    const [store, serviceStates] = await Promise.all([
+      parts.store.ping().then(() => ({ ready: true }), (error: Error) => ({ ready: false, detail: error.message })),
+      Promise.all(services.map(async (service) => [service.id, await serviceState(service, checks)] as const)),
+    ]);
+    const keys = keyState(parts.keys);
     const providers = Object.fromEntries([...parts.identityProviders.values()].map((idp) => [idp.id, idp.readiness()]));
-    const ready = store.ready && Object.values(providers).every((state) => state.ready);
+    const ready = store.ready && keys.ready && Object.values(providers).every((state) => state.ready);
+    const degraded = serviceStates.some(([, state]) => !state.ready);
     return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({
-      status: ready ? 'ready' : 'not_ready',
+      status: ready ? (degraded ? 'degraded' : 'ready') : 'not_ready',
       store: { engine: parts.store.engine, ...store },
-      keys: { ready: true },
+      keys,
       identity_providers: providers,
+      services: Object.fromEntries(serviceStates),
     });
   });
 }

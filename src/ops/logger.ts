@@ -21,7 +21,8 @@ export function createLogger(options: { level: string; destination?: pino.Destin
     {
       level: options.level,
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-      base: { service: 'gatehouse' },
+      // `name`, not `service`: `service` is the MCP service a line is about (request and audit lines).
+      base: { name: 'gatehouse' },
       timestamp: pino.stdTimeFunctions.isoTime,
       serializers: {
         // URLs of OAuth callbacks carry codes and state: log the path only.

@@ -73,7 +73,9 @@ export function registerForwardAuth(app: FastifyInstance, context: ForwardAuthCo
 
     const foreign = checkOrigin(request.headers.origin, context);
     if (foreign) return refuse(foreign.status, foreign.kind, foreign.message);
+    const authorizing = request.trace?.step('gatehouse.authorize');
     const authorized = await authorizeBearer(request.headers.authorization, service, context, request.log);
+    authorizing?.end(authorized.ok ? 'allowed' : authorized.kind, { 'gatehouse.service': service.id });
     if (!authorized.ok) return refuse(authorized.status, authorized.kind, authorized.message, authorized.headers);
     const own = await serviceHeaders(service, authorized, context, request.log);
     if (!own.ok) return refuse(own.status, own.kind, own.message, own.headers);

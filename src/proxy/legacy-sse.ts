@@ -22,6 +22,8 @@ import { messageEvent } from './event-stream.ts';
 import { sendJsonRpcError } from './http.ts';
 import { idKey, LegacySession, UpstreamError, type Exchange, type SessionLog } from './legacy-sse-session.ts';
 import { BodyTooLargeError, readBody } from './request-body.ts';
+import type { ServiceMetrics } from './service-metrics.ts';
+import { endingAtClose, openToolCalls, scannedText, type ToolCallWatch } from './tool-calls.ts';
 
 export interface LegacySseOptions {
   /** The server's SSE URL (`GET` opens a session). */
@@ -32,6 +34,8 @@ export interface LegacySseOptions {
   idleMs?: number | undefined;
   /** Sessions one account may hold at a service; opening one more ends its least recently used. */
   maxSessionsPerAccount?: number | undefined;
+  /** The service's metrics: upstream failures, open client streams. */
+  metrics?: ServiceMetrics | undefined;
 }
 
 export interface LegacySseRequest {
@@ -44,6 +48,8 @@ export interface LegacySseRequest {
   /** The body, when a policy already read it. */
   body?: Buffer | undefined;
   log: SessionLog;
+  /** Audits the request's tool calls (tool-calls.ts). */
+  toolCalls?: ToolCallWatch | undefined;
 }
 
 export interface LegacySseBridge {
@@ -122,6 +128,10 @@ export function createLegacySseBridge(options: LegacySseOptions): LegacySseBridg
     const parsed = parseMessages(body);
     if (!parsed.ok) return sendJsonRpcError(res, parsed.status, parsed.kind, parsed.message, null, request.responseHeaders);
     const { messages, batch } = parsed;
+    // Tool calls are recorded as their answers pass (the exchange's onResponse); those left
+    // when the client's response closes were answered by the gateway, or left by the client.
+    const toolCalls = request.toolCalls && openToolCalls(request.toolCalls, messages.map(({ message }) => message));
+    if (toolCalls) res.once('close', () => toolCalls.close(endingAtClose(res)));
     const requests = messages.filter(({ message }) => typeof message.method === 'string' && message.id !== undefined && message.id !== null);
     const firstId = (requests[0]?.message.id ?? null) as JsonRpcId;
     // Streamable HTTP lets the server answer a POST with JSON or an event stream; the stream
@@ -140,14 +150,18 @@ export function createLegacySseBridge(options: LegacySseOptions): LegacySseBridg
       try {
         session = await openSession(request);
       } catch (error) {
-        return answerUpstreamError(res, error, firstId, request);
+        return answerUpstreamError(res, error, firstId, request, options.metrics);
       }
     } else {
       session = sessionOf(req, res, request, firstId);
       if (!session) return;
     }
 
-    const exchange = requests.length > 0 ? createExchange(requests.map(({ message }) => idKey(message.id)), streaming) : undefined;
+    const onResponse = toolCalls ? (json: string) => {
+      const answer = scannedText(json);
+      if (answer) toolCalls.answer(answer);
+    } : undefined;
+    const exchange = requests.length > 0 ? createExchange(requests.map(({ message }) => idKey(message.id)), streaming, onResponse) : undefined;
     if (exchange && !session.expect(exchange, requests.map(({ message }) => message.params?._meta?.progressToken).filter((token) => token !== undefined))) {
       return sendJsonRpcError(res, 400, 'invalid_request', 'a request with this id is already in progress in this session', firstId, request.responseHeaders);
     }
@@ -158,7 +172,7 @@ export function createLegacySseBridge(options: LegacySseOptions): LegacySseBridg
     } catch (error) {
       if (exchange) session.forget(exchange);
       if (initialize) session.close('initialize failed');
-      return answerUpstreamError(res, error, firstId, request);
+      return answerUpstreamError(res, error, firstId, request, options.metrics);
     }
     const sessionHeader: Record<string, string> = initialize ? { 'mcp-session-id': session.id } : {};
     if (!exchange) {
@@ -187,7 +201,10 @@ export function createLegacySseBridge(options: LegacySseOptions): LegacySseBridg
     const responses = await exchange.responses();
     clearTimeout(timer);
     if (responses === undefined) {
-      if (!res.writableEnded && !res.destroyed) sendJsonRpcError(res, 504, 'upstream_timeout', 'the MCP server did not answer in time', firstId, request.responseHeaders);
+      if (!res.writableEnded && !res.destroyed) {
+        options.metrics?.upstreamFailed('timeout');
+        sendJsonRpcError(res, 504, 'upstream_timeout', 'the MCP server did not answer in time', firstId, request.responseHeaders);
+      }
       return;
     }
     const text = batch ? `[${responses.join(',')}]` : responses[0] ?? '';
@@ -204,6 +221,10 @@ export function createLegacySseBridge(options: LegacySseOptions): LegacySseBridg
     res.writeHead(200, { ...request.responseHeaders, 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' });
     res.flushHeaders();
     res.socket?.setNoDelay(true);
+    if (options.metrics) {
+      options.metrics.sseStreamOpened();
+      res.once('close', options.metrics.sseStreamClosed);
+    }
     session.listen(res);
   };
 
@@ -258,8 +279,9 @@ function parseMessages(body: Buffer): ParsedMessages {
   };
 }
 
-function answerUpstreamError(res: ServerResponse, error: unknown, id: JsonRpcId, request: LegacySseRequest): void {
+function answerUpstreamError(res: ServerResponse, error: unknown, id: JsonRpcId, request: LegacySseRequest, metrics?: ServiceMetrics): void {
   if (!(error instanceof UpstreamError)) throw error;
+  if (error.status >= 500) metrics?.upstreamFailed(error.status === 504 ? 'timeout' : 'unreachable');
   request.log.warn({ event: 'legacy_sse.upstream_error', status: error.status, reason: error.message }, 'legacy SSE upstream failed');
   sendJsonRpcError(res, error.status, error.kind, error.clientMessage, id, request.responseHeaders);
 }
@@ -272,8 +294,11 @@ interface ClientExchange extends Exchange {
   abandon(): void;
 }
 
-/** What one client POST waits for: buffered until the client's response is ready to take it. */
-function createExchange(keys: string[], streaming: boolean): ClientExchange {
+/**
+ * What one client POST waits for: buffered until the client's response is ready to take it.
+ * `onResponse` sees each response as it arrives.
+ */
+function createExchange(keys: string[], streaming: boolean, onResponse?: (json: string) => void): ClientExchange {
   const awaiting = new Set(keys);
   const byKey = new Map<string, string>();
   const queued: string[] = [];
@@ -288,7 +313,10 @@ function createExchange(keys: string[], streaming: boolean): ClientExchange {
     progressTokens: new Set(),
     streaming,
     deliver(json, key) {
-      if (key !== undefined) byKey.set(key, json);
+      if (key !== undefined) {
+        byKey.set(key, json);
+        onResponse?.(json);
+      }
       if (streaming) {
         if (target && !target.destroyed) target.write(messageEvent(json));
         else queued.push(json);

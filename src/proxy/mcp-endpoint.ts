@@ -1,9 +1,11 @@
 /**
- * A protected MCP endpoint: `/<service>/mcp` (and the same with a trailing slash).
+ * A protected MCP endpoint: `/<service>/mcp` (and the same with a trailing slash), routed by
+ * service-routes.ts.
  *
  * Each request runs these steps in order; the first that answers ends it:
- *   1. CORS preflight       answered without a token
- *   2. origin               a foreign browser Origin is refused (DNS rebinding)
+ *   1. CORS preflight       answered without a token, for the gateway's own origin and the
+ *                           allowed ones (`cors.allowed_origins`)
+ *   2. origin               a foreign browser Origin is refused (DNS rebinding), its preflight too
  *   3. body size            over the service's limit → 413
  *   4. bearer               none → 401 challenge; bad, expired, revoked or another service's → 401 invalid_token
  *   5. access policy        the gateway's and the service's `access` rules, on every request
@@ -26,9 +28,14 @@ import { scopesNeeded } from './method-scopes.ts';
 import { BodyTooLargeError, readBody } from './request-body.ts';
 import { createLegacySseBridge } from './legacy-sse.ts';
 import { upstreamTransport, type UpstreamTransport } from './upstream-transport.ts';
-import { registerWebSocketService } from './websocket.ts';
+import { createWebSocketUpgrade } from './websocket.ts';
+import type { ServiceEndpoint } from './service-routes.ts';
 import type { SessionOwners } from './session-owners.ts';
 import { createStdioBridge, type StdioServiceDefinition } from './stdio-bridge.ts';
+import type { CircuitBreakers } from './circuit-breaker.ts';
+import type { OpenStreams } from './open-streams.ts';
+import type { ProxyMetrics } from './service-metrics.ts';
+import { callContext, ToolCallAudit, type ServiceAuditSettings } from './tool-calls.ts';
 
 export interface McpServiceDefinition extends ForwardDefinition, Omit<StdioServiceDefinition, 'command' | 'timeout_ms' | 'max_body_bytes'> {
   /** A stdio server the gateway starts (stdio-bridge.ts), instead of `upstream`. */
@@ -38,11 +45,21 @@ export interface McpServiceDefinition extends ForwardDefinition, Omit<StdioServi
   method_scopes: Readonly<Record<string, string>>;
   timeout_ms: number;
   max_body_bytes: number;
+  /** Off: null (circuit-breaker.ts). */
+  circuit_breaker?: { failures: number; open_seconds: number; max_open_seconds: number } | null | undefined;
+  /** What the audit trail shows of tool calls (tool-calls.ts). */
+  audit?: ServiceAuditSettings | undefined;
 }
 
 export interface McpEndpointContext extends AuthorizationContext {
   /** Owners of Streamable HTTP upstream sessions; absent: session ids are not checked. */
   sessions?: SessionOwners | undefined;
+  /** Circuit breakers by service, kept across configuration reloads (circuit-breaker.ts). */
+  breakers?: CircuitBreakers | undefined;
+  /** The event streams a graceful shutdown ends (open-streams.ts). */
+  streams?: OpenStreams | undefined;
+  /** Absent: metrics are off (`metrics.enabled: false`), and nothing is measured. */
+  metrics?: ProxyMetrics | undefined;
 }
 
 const CORS_BASE = {
@@ -50,30 +67,50 @@ const CORS_BASE = {
   vary: 'Origin',
 };
 
-export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedService<McpServiceDefinition & { path: string }>, context: McpEndpointContext): void {
+/**
+ * The endpoint of one service, routed by service-routes.ts (which a configuration reload
+ * updates); `close` stops its stdio processes and legacy SSE sessions.
+ */
+export function createMcpEndpoint(app: FastifyInstance, service: ProtectedService<McpServiceDefinition & { path: string }>, context: McpEndpointContext): ServiceEndpoint {
   const definition = service.definition;
   const challengeUrl = metadataUrl(service, context.issuer);
+  const observed = context.metrics?.forService(service.id);
   // WebSocket services take upgrades (websocket.ts); legacy SSE servers are bridged (legacy-sse.ts).
   const transport = upstreamTransport(definition);
-  if (transport === 'websocket') registerWebSocketService(app, service, context);
+  // Streamable HTTP and WebSocket servers have a circuit breaker; stdio processes and legacy SSE sessions fail on their own terms.
+  const settings = definition.circuit_breaker;
+  const breaker = definition.command !== undefined || transport === 'sse' || !settings ? undefined
+    : context.breakers?.for(service.id, definition.upstream ?? '', { failures: settings.failures, openSeconds: settings.open_seconds, maxOpenSeconds: settings.max_open_seconds });
+  const upgrade = transport === 'websocket' ? createWebSocketUpgrade(app, service, context, { metrics: observed, breaker }) : undefined;
   const stdio = definition.command !== undefined
-    ? createStdioBridge(service.id, { ...definition, command: definition.command }, app.log.child({ service: service.id }))
+    ? createStdioBridge(service.id, { ...definition, command: definition.command }, app.log.child({ service: service.id }), observed)
     : undefined;
-  if (stdio) app.addHook('preClose', async () => stdio.close());
   // The schema gives each service an upstream URL or a command; only the former is forwarded to.
   if (!stdio && definition.upstream === undefined) throw new Error(`service ${service.id} has neither upstream nor command`);
   const upstreamUrl = definition.upstream ?? '';
   const owners = transport === 'streamable-http' && !stdio ? context.sessions : undefined;
   const legacy = transport === 'sse' && definition.upstream
-    ? createLegacySseBridge({ upstream: definition.upstream, timeoutMs: definition.timeout_ms, maxBodyBytes: definition.max_body_bytes })
+    ? createLegacySseBridge({ upstream: definition.upstream, timeoutMs: definition.timeout_ms, maxBodyBytes: definition.max_body_bytes, metrics: observed })
     : undefined;
-  if (legacy) app.addHook('preClose', async () => legacy.close());
+  // Every tools/call goes to the audit trail (WebSocket services: websocket.ts does it).
+  const toolAudit = context.audit ? new ToolCallAudit(context.audit, service.id, stdio ? 'stdio' : transport, definition.audit) : undefined;
+
+  // Requests in the stdio or legacy SSE bridge, so a shutdown stops processes and sessions after them.
+  const inflight: { count: number; idle?: (() => void) | undefined } = { count: 0 };
+  const requestEnded = () => {
+    if (--inflight.count === 0) inflight.idle?.();
+  };
 
   const handle = async (request: FastifyRequest, reply: FastifyReply) => {
+    observed?.countRequest(request.raw);
+    request.trace?.forService(service, request.headers['mcp-method']);
     const origin = request.headers.origin;
-    const corsHeaders: Record<string, string> = { ...CORS_BASE, 'access-control-allow-origin': origin ?? '*' };
+    // A foreign browser Origin gets no CORS permission, for its preflight either: the browser
+    // then keeps the answer (a 403) from the page.
+    const foreign = checkOrigin(origin, context);
+    const corsHeaders: Record<string, string> = foreign ? { vary: 'Origin' } : { ...CORS_BASE, 'access-control-allow-origin': origin ?? '*' };
 
-    if (request.method === 'OPTIONS') {
+    if (request.method === 'OPTIONS' && !foreign) {
       return reply.code(204).headers({
         ...corsHeaders,
         'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
@@ -92,12 +129,13 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       return reply;
     };
 
-    const foreign = checkOrigin(origin, context);
     if (foreign) return deny(foreign.status, foreign.kind, foreign.message);
     const length = Number(request.headers['content-length'] ?? 0);
     if (length > definition.max_body_bytes) return deny(413, 'payload_too_large', 'the request body is too large');
 
+    const authorizing = request.trace?.step('gatehouse.authorize');
     const result = await authorizeBearer(request.headers.authorization, service, context, request.log);
+    authorizing?.end(result.ok ? 'allowed' : result.kind, result.ok ? { 'gatehouse.client_id': result.claims.client_id } : undefined);
     if (!result.ok) return deny(result.status, result.kind, result.message, { ...result.headers });
 
     // Scopes by method need the parsed body: read it (bounded), decide, then forward it.
@@ -127,7 +165,9 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       }
     }
 
+    const identifying = request.trace?.step('gatehouse.upstream_identity');
     const own = await serviceHeaders(service, result, context, request.log);
+    identifying?.end(own.ok ? 'ready' : own.kind);
     if (!own.ok) return deny(own.status, own.kind, own.message, { ...own.headers });
     // The gateway's headers last: a client's copy of one of them never reaches the server.
     const headers = { ...upstreamRequestHeaders(request.headers, { requestId: request.id }), ...own.headers };
@@ -142,6 +182,15 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       }
     }
     reply.hijack();
+    const toolCalls = toolAudit && request.method === 'POST' ? { audit: toolAudit, context: callContext(request.id, result, sessionId) } : undefined;
+    // The hop to the server; its trace context replaces the client's in `headers`.
+    const hop = transport === 'websocket' ? undefined : request.trace?.hop(request.method, stdio ? 'stdio' : upstreamUrl, headers);
+    // stdio and legacy SSE answers that are event streams end at a graceful shutdown (forwardRequest tracks its own).
+    if ((stdio || legacy) && context.streams) {
+      context.streams.track(reply.raw, request.method === 'GET' ? 'listen' : 'call');
+      inflight.count++;
+      reply.raw.once('close', requestEnded);
+    }
     if (stdio) {
       await stdio.handle(request.raw, reply.raw, {
         identity: { ...result.identity, subject: result.account.subject },
@@ -149,7 +198,9 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
         responseHeaders: corsHeaders,
         body,
         log: request.log,
+        toolCalls,
       });
+      hop?.end(reply.raw);
       return reply;
     }
     if (transport === 'websocket') {
@@ -159,7 +210,8 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       return reply;
     }
     if (legacy) {
-      await legacy.handle(request.raw, reply.raw, { account: result.account.accountId, upstreamHeaders: headers, responseHeaders: corsHeaders, body, log: request.log });
+      await legacy.handle(request.raw, reply.raw, { account: result.account.accountId, upstreamHeaders: headers, responseHeaders: corsHeaders, body, log: request.log, toolCalls });
+      hop?.end(reply.raw);
       return reply;
     }
     await forwardRequest(request.raw, reply.raw, {
@@ -171,13 +223,26 @@ export function registerMcpEndpoint(app: FastifyInstance, service: ProtectedServ
       responseHeaders: corsHeaders,
       body,
       headers,
+      toolCalls,
+      breaker,
+      streams: context.streams,
+      metrics: observed,
     });
+    hop?.end(reply.raw);
     return reply;
   };
 
-  for (const url of [service.path, `${service.path}/`]) {
-    app.route({ method: ['GET', 'POST', 'DELETE', 'OPTIONS'], url, onRequest: handle, handler: async () => undefined });
-  }
+  return {
+    handle,
+    upgrade,
+    processes: stdio ? () => stdio.processes : undefined,
+    async close() {
+      // At a graceful shutdown the calls under way finish first (its deadline cuts what outlasts it).
+      if (context.streams?.draining && inflight.count > 0) await new Promise<void>((resolve) => { inflight.idle = resolve; });
+      legacy?.close();
+      await stdio?.close();
+    },
+  };
 }
 
 /** Records the owner of a session id the server issues, and forgets one that DELETE ended. */

@@ -1,7 +1,8 @@
 /**
  * The request body on its way to the MCP server: streamed, counted against the service's size
  * limit, and its beginning remembered so an error answer can carry the JSON-RPC id of the
- * request (JSON-RPC 2.0 §5) without ever holding a large body in memory.
+ * request (JSON-RPC 2.0 §5), and the tool-call audit can read the calls (tool-call-stream.ts),
+ * without ever holding a large body in memory.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 
@@ -41,6 +42,12 @@ export class MeteredBody extends Transform {
   /** The request's JSON-RPC id, when the part of the body seen so far is a whole request object. */
   rpcId(): string | number | null {
     return jsonRpcIdOf(Buffer.concat(this.#prefix).toString('utf8'));
+  }
+
+  /** The body's beginning as seen so far, and whether that is all of it (the body ended within the remembered part). */
+  remembered(): { text: Buffer; whole: boolean } {
+    const text = this.#prefix.length === 1 ? this.#prefix[0] as Buffer : Buffer.concat(this.#prefix);
+    return { text, whole: this.writableFinished && this.#prefixLength === this.received };
   }
 }
 

@@ -32,7 +32,9 @@ import { BodyTooLargeError, readBody } from './request-body.ts';
 import { launchSpec, templateValues, type TemplateIdentity } from './stdio-env.ts';
 import { StdioHost, type HostLog } from './stdio-host.ts';
 import type { ProcessExit } from './stdio-process.ts';
+import type { ServiceMetrics } from './service-metrics.ts';
 import { StdioSession } from './stdio-session.ts';
+import type { ToolCallWatch } from './tool-calls.ts';
 
 export interface StdioServiceDefinition {
   command: readonly string[];
@@ -56,21 +58,27 @@ export interface StdioRequest {
   /** The body, when a policy already read it. */
   body?: Buffer | undefined;
   log: HostLog;
+  /** Audits the request's tool calls (tool-calls.ts). */
+  toolCalls?: ToolCallWatch | undefined;
 }
 
 export interface StdioBridge {
   handle(req: IncomingMessage, res: ServerResponse, request: StdioRequest): Promise<void>;
+  /** Processes running now (for /ready). */
+  readonly processes: number;
   /** Ends every session and stops every process; resolves once all are gone. */
   close(): Promise<void>;
 }
 
-export function createStdioBridge(serviceId: string, definition: StdioServiceDefinition, log: HostLog): StdioBridge {
+export function createStdioBridge(serviceId: string, definition: StdioServiceDefinition, log: HostLog, metrics?: ServiceMetrics): StdioBridge {
   const idleMs = definition.idle_timeout_seconds * 1000;
   const sessions = new Map<string, StdioSession>();
   /** Sessions whose initialize is under way (no id yet), so shutdown finds them too. */
   const starting = new Set<StdioSession>();
   const hosts = new Set<StdioHost>();
   const exits = new Set<Promise<void>>();
+  /** Started and not yet exited: a stopping host has left `hosts` but still runs. */
+  let running = 0;
   let closing = false;
 
   const sweeper = setInterval(() => {
@@ -90,6 +98,9 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
 
   function onExit(host: StdioHost, exit: ProcessExit, expected: boolean): void {
     hosts.delete(host);
+    running--;
+    metrics?.stdioProcessExited(exit.spawnError ? 'spawn_failed' : expected ? 'stopped' : 'crashed');
+    if (!expected) metrics?.upstreamFailed(exit.spawnError ? 'spawn_failed' : 'exited');
     const details = { event: 'stdio.exit', service: serviceId, pid: host.pid, code: exit.code, signal: exit.signal, stderr: exit.stderrTail || undefined };
     if (exit.spawnError) log.error({ ...details, err: exit.spawnError.message }, `the MCP server for ${serviceId} could not be started`);
     else if (expected) log.info(details, 'MCP server process stopped');
@@ -102,6 +113,8 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
       owner, initializeTimeoutMs: definition.timeout_ms, log, onExit,
     });
     hosts.add(host);
+    running++;
+    metrics?.stdioProcessStarted();
     log.info({ event: 'stdio.start', service: serviceId, pid: host.pid, isolation: definition.isolation, account: owner }, 'MCP server process started');
     return host;
   }
@@ -170,7 +183,7 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
         return sendJsonRpcError(res, 404, 'not_found',
           'session not found: it ended, timed out, or was started on another gateway replica; initialize a new session', id);
       }
-      return session.handle(req, res, parsed);
+      return session.handle(req, res, parsed, request.toolCalls);
     }
 
     if (req.method !== 'POST' || !isInitialize(parsed)) {
@@ -195,13 +208,16 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
       onClosed: closeSession,
     });
     starting.add(session);
-    await session.handle(req, res, parsed);
+    await session.handle(req, res, parsed, request.toolCalls);
     // The transport refused the initialize (a wrong Accept header, a batch): no session came of it.
     if (session.id === undefined) session.end('not initialized');
   }
 
   return {
     handle,
+    get processes() {
+      return running;
+    },
     async close() {
       closing = true;
       clearInterval(sweeper);

@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
 import type { HostLog, HostSession, StdioHost } from './stdio-host.ts';
+import { callKey, scannedOf, toolCallsOf, ToolCallLedger, type ToolCall, type ToolCallWatch } from './tool-calls.ts';
 
 /** Messages kept for a GET stream that is not open yet; beyond, the oldest are dropped. */
 const BACKLOG_LIMIT = 100;
@@ -44,6 +45,10 @@ export class StdioSession implements HostSession {
   #getStream: ServerResponse | undefined;
   #backlog: JSONRPCMessage[] = [];
   #closed = false;
+  #ending = false;
+  /** Tool calls of requests being handled, until the transport passes them on (then in #toolCalls). */
+  #announced = new Map<string, { call: ToolCall; watch: ToolCallWatch }>();
+  #toolCalls: ToolCallLedger | undefined;
 
   constructor(options: SessionOptions) {
     this.owner = options.owner;
@@ -61,6 +66,8 @@ export class StdioSession implements HostSession {
       if (this.#closed) return;
       this.#closed = true;
       this.#backlog = [];
+      // Closed by the transport itself: the client ended the session (DELETE) with calls pending.
+      this.#toolCalls?.close({ outcome: this.#ending ? 'upstream_error' : 'cancelled' });
       options.onClosed(this);
     };
     void this.#transport.start();
@@ -86,10 +93,31 @@ export class StdioSession implements HostSession {
   }
 
   /** Serves one HTTP request of this session; `parsedBody` for a POST whose body was read already. */
-  async handle(req: IncomingMessage, res: ServerResponse, parsedBody: unknown): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, parsedBody: unknown, toolCalls?: ToolCallWatch): Promise<void> {
     this.lastActivity = Date.now();
     if (req.method === 'GET') this.#watchGetStream(res);
+    const calls = toolCalls && req.method === 'POST' ? toolCallsOf(parsedBody) : [];
+    if (toolCalls && calls.length > 0) this.#announce(calls, toolCalls, res);
     await this.#transport.handleRequest(req, res, parsedBody);
+    // Calls the transport never passed on: it refused the request with a JSON-RPC error.
+    for (const call of calls) {
+      const announced = this.#announced.get(callKey(call.id));
+      if (!announced || announced.call !== call) continue;
+      this.#announced.delete(callKey(call.id));
+      announced.watch.audit.record(call, announced.watch.context, { outcome: 'rpc_error', status: res.statusCode });
+    }
+  }
+
+  /** Tool calls of a request, recorded once the transport passes them on and the process answers. */
+  #announce(calls: ToolCall[], watch: ToolCallWatch, res: ServerResponse): void {
+    for (const call of calls) this.#announced.set(callKey(call.id), { call, watch });
+    this.#toolCalls ??= new ToolCallLedger(watch.audit);
+    const ledger = this.#toolCalls;
+    // A client that leaves before the answer cancelled its calls, as far as it is concerned.
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      for (const call of calls) if (ledger.has(call.id)) ledger.end(call.id, { outcome: 'cancelled' });
+    });
   }
 
   deliver(message: JSONRPCMessage, relatedRequestId?: RequestId): void {
@@ -98,6 +126,7 @@ export class StdioSession implements HostSession {
     const routed = message as Message;
     if (routed.method === undefined) {
       this.#inflight.delete(idKey(routed.id));
+      if (this.#toolCalls?.size) this.#toolCalls.answer(scannedOf(message));
       this.#send(message);
     } else if (relatedRequestId !== undefined && this.#inflight.has(idKey(relatedRequestId))) {
       this.#send(message, relatedRequestId);
@@ -111,6 +140,7 @@ export class StdioSession implements HostSession {
 
   end(reason: string): void {
     if (this.#closed) return;
+    this.#ending = true;
     this.#log.debug({ event: 'stdio.session_end', reason }, 'MCP session ended');
     void this.#transport.close();
   }
@@ -118,7 +148,15 @@ export class StdioSession implements HostSession {
   #fromClient(message: Message): void {
     this.lastActivity = Date.now();
     if (message.method !== undefined && message.id !== undefined) this.#inflight.set(idKey(message.id), message.id);
-    if (message.method === 'notifications/cancelled') this.#inflight.delete(idKey(message.params?.requestId));
+    if (message.method === 'notifications/cancelled') {
+      this.#inflight.delete(idKey(message.params?.requestId));
+      this.#toolCalls?.end(message.params?.requestId, { outcome: 'cancelled' });
+    }
+    if (message.method === 'tools/call' && message.id !== undefined) {
+      const announced = this.#announced.get(callKey(message.id));
+      this.#announced.delete(callKey(message.id));
+      if (announced) this.#toolCalls?.open(announced.call, announced.watch.context);
+    }
     this.host.fromClient(this, message);
   }
 

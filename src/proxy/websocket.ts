@@ -29,11 +29,17 @@ import { jsonRpcError, type JsonRpcErrorKind, type JsonRpcId } from '../errors/i
 import { authorizeBearer, checkOrigin, serviceHeaders, type AuthorizationContext, type Authorized, type ForwardDefinition } from './authorize-request.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { scopesNeeded } from './method-scopes.ts';
+import { isFailureStatus, type CircuitBreaker } from './circuit-breaker.ts';
+import { ToolCallAudit, type ServiceAuditSettings } from './tool-calls.ts';
+import { WebSocketToolCalls } from './websocket-tool-calls.ts';
+import type { ServiceMetrics } from './service-metrics.ts';
 
 export interface WebSocketServiceDefinition extends ForwardDefinition {
   method_scopes: Readonly<Record<string, string>>;
   timeout_ms: number;
   max_body_bytes: number;
+  /** What the audit trail shows of tool calls (tool-calls.ts). */
+  audit?: ServiceAuditSettings | undefined;
 }
 
 type Service = ProtectedService<WebSocketServiceDefinition & { path: string }>;
@@ -43,6 +49,10 @@ export interface WebSocketOptions {
   recheckMs?: number | undefined;
   /** How often both peers are pinged; one that has not answered the previous ping is dropped. */
   heartbeatMs?: number | undefined;
+  /** The service's metrics: handshake latency and failures, open connections. */
+  metrics?: ServiceMetrics | undefined;
+  /** The service's circuit breaker: judged by the server's handshakes (circuit-breaker.ts). */
+  breaker?: CircuitBreaker | undefined;
 }
 
 /** Past this many bytes queued towards one peer, the other is paused until the queue drains. */
@@ -51,10 +61,10 @@ const LOW_WATER = 256 * 1024;
 /** RFC 6455 §5.5: a close frame's reason is at most 123 bytes. */
 const MAX_REASON_BYTES = 123;
 
-type Upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
+export type WebSocketUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
 
 interface ServerState {
-  routes: Map<string, Upgrade>;
+  routes: Map<string, WebSocketUpgrade>;
   open: Set<WebSocket>;
   closing: boolean;
 }
@@ -63,10 +73,24 @@ const states = new WeakMap<Server, ServerState>();
 
 /** Adds `service` to the paths where the gateway accepts WebSocket upgrades. */
 export function registerWebSocketService(app: FastifyInstance, service: Service, context: AuthorizationContext, options: WebSocketOptions = {}): void {
-  const state = serverState(app);
-  const upgrade = createUpgradeHandler(service, context, state, app.log, options);
-  state.routes.set(service.path, upgrade);
-  state.routes.set(`${service.path}/`, upgrade);
+  const upgrade = createWebSocketUpgrade(app, service, context, options);
+  const routes = webSocketRoutes(app);
+  routes.set(service.path, upgrade);
+  routes.set(`${service.path}/`, upgrade);
+}
+
+/** The upgrade handler of one WebSocket service, for the caller to route (proxy/service-routes.ts). */
+export function createWebSocketUpgrade(app: FastifyInstance, service: Service, context: AuthorizationContext, options: WebSocketOptions = {}): WebSocketUpgrade {
+  return createUpgradeHandler(service, context, serverState(app), app.log, options);
+}
+
+/**
+ * The paths where the server accepts WebSocket upgrades, and their handlers; changes apply to
+ * the next upgrade request. The first call sets up upgrade handling, which adds a Fastify hook:
+ * make it before the server listens.
+ */
+export function webSocketRoutes(app: FastifyInstance): Map<string, WebSocketUpgrade> {
+  return serverState(app).routes;
 }
 
 function serverState(app: FastifyInstance): ServerState {
@@ -100,11 +124,12 @@ function serverState(app: FastifyInstance): ServerState {
   return created;
 }
 
-function createUpgradeHandler(service: Service, context: AuthorizationContext, state: ServerState, baseLog: FastifyBaseLogger, options: WebSocketOptions): Upgrade {
+function createUpgradeHandler(service: Service, context: AuthorizationContext, state: ServerState, baseLog: FastifyBaseLogger, options: WebSocketOptions): WebSocketUpgrade {
   const definition = service.definition;
   const upstreamUrl = definition.upstream;
   // The configuration gives every ws:// or wss:// service its URL (schema/services.ts).
   if (!upstreamUrl) throw new Error(`the WebSocket service ${service.id} has no upstream URL`);
+  const toolAudit = context.audit ? new ToolCallAudit(context.audit, service.id, 'websocket', definition.audit) : undefined;
   // One server per service: its size limit is the service's. Compression stays off, as on the
   // upstream leg: each leg negotiates extensions on its own, and JSON-RPC messages are small.
   // The client gets the subprotocol the server chose, which is one the client offered.
@@ -139,14 +164,23 @@ function createUpgradeHandler(service: Service, context: AuthorizationContext, s
     const protocols = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((name) => name.trim()).filter(Boolean);
     let clientGone = false;
     socket.once('close', () => { clientGone = true; });
+    const breaker = options.breaker;
+    if (breaker && !breaker.admit()) {
+      options.metrics?.upstreamFailed('circuit_open');
+      return refuse(socket, 503, 'service_unavailable', 'the MCP server is failing; the gateway holds connections back for a moment', { 'retry-after': String(breaker.retryAfterSeconds()) });
+    }
+    const started = performance.now();
     const upstream = await connectUpstream(upstreamUrl, protocols, headers, definition.timeout_ms).catch((error: Error) => error);
+    if (breaker) judgeHandshake(breaker, upstream);
     if (upstream instanceof Error) {
       const timedOut = /timed out/i.test(upstream.message);
+      options.metrics?.upstreamFailed(timedOut ? 'timeout' : 'unreachable');
       log.warn({ event: 'websocket.upstream_failed', reason: upstream.message }, 'the MCP server did not accept the WebSocket');
       return timedOut
         ? refuse(socket, 504, 'upstream_timeout', 'the MCP server did not answer in time')
         : refuse(socket, 502, 'upstream_unavailable', 'the MCP server did not accept the WebSocket connection');
     }
+    options.metrics?.upstreamResponded((performance.now() - started) / 1000);
     if (clientGone || socket.destroyed) {
       upstream.terminate();
       return;
@@ -155,11 +189,24 @@ function createUpgradeHandler(service: Service, context: AuthorizationContext, s
     let accepted = false;
     acceptor.handleUpgrade(req, socket, head, (client) => {
       accepted = true;
-      relay(client, upstream, { service, context, authorized, state, log, options, token: bearerToken(req.headers.authorization) });
+      const toolCalls = toolAudit && new WebSocketToolCalls(toolAudit, {
+        requestId, account: authorized.account.accountId, email: authorized.account.email, client: authorized.claims.client_id,
+      });
+      relay(client, upstream, { service, context, authorized, state, log, options, token: bearerToken(req.headers.authorization), toolCalls });
     });
     // ws accepts synchronously, or refuses (a malformed key, a socket gone) and never calls back.
     if (!accepted) upstream.terminate();
   };
+}
+
+/**
+ * A handshake the server answered with something other than 101 is a failure only for 502, 503
+ * or 504 (ws reports "Unexpected server response: N"); no answer at all always is.
+ */
+function judgeHandshake(breaker: CircuitBreaker, upstream: WebSocket | Error): void {
+  const status = upstream instanceof Error ? /Unexpected server response: (\d{3})/.exec(upstream.message)?.[1] : undefined;
+  if (upstream instanceof Error && (status === undefined || isFailureStatus(Number(status)))) breaker.failed();
+  else breaker.succeeded();
 }
 
 function bearerToken(authorization: string | undefined): string {
@@ -181,6 +228,8 @@ function connectUpstream(url: string, protocols: string[], headers: Record<strin
 }
 
 interface RelayContext {
+  /** The connection's tool calls, for the audit trail. */
+  toolCalls?: WebSocketToolCalls | undefined;
   service: Service;
   context: AuthorizationContext;
   authorized: Authorized;
@@ -191,10 +240,11 @@ interface RelayContext {
 }
 
 function relay(client: WebSocket, upstream: WebSocket, relayContext: RelayContext): void {
-  const { service, context, authorized, state, log, options } = relayContext;
+  const { service, context, authorized, state, log, options, toolCalls } = relayContext;
   const rules = service.definition.method_scopes;
   const granted = new Set((authorized.claims.scope ?? '').split(' ').filter(Boolean));
   state.open.add(client);
+  options.metrics?.webSocketOpened();
   log.info({ event: 'websocket.open', account: authorized.account.accountId, protocol: client.protocol || undefined }, 'WebSocket connected');
 
   pipe(client, upstream, (data) => {
@@ -210,8 +260,8 @@ function relay(client: WebSocket, upstream: WebSocket, relayContext: RelayContex
     const answer = refusals(toBuffer(data), 'forbidden', `this request needs the scope ${missing.join(' ')}`);
     if (answer) client.send(answer);
     return false;
-  });
-  pipe(upstream, client, () => true);
+  }, toolCalls && ((data) => toolCalls.sent(toBuffer(data))));
+  pipe(upstream, client, () => true, toolCalls && ((data) => toolCalls.received(toBuffer(data))));
   upstream.resume();
 
   const alive = new Map<WebSocket, boolean>([[client, true], [upstream, true]]);
@@ -271,19 +321,23 @@ function relay(client: WebSocket, upstream: WebSocket, relayContext: RelayContex
   function finish(code: number) {
     if (finished) return;
     finished = true;
+    toolCalls?.closed(closedBy);
     clearInterval(heartbeat);
     clearInterval(recheck);
     clearTimeout(expiry);
     state.open.delete(client);
+    options.metrics?.webSocketClosed();
     log.info({ event: 'websocket.close', account: authorized.account.accountId, by: closedBy, code }, 'WebSocket closed');
   }
 }
 
 /** Relays `from`'s messages to `to` as they are (text or binary), pausing `from` while `to` is backed up. */
-function pipe(from: WebSocket, to: WebSocket, admit: (data: RawData) => boolean): void {
+/** `observe` sees each message relayed (the tool-call audit). */
+function pipe(from: WebSocket, to: WebSocket, admit: (data: RawData) => boolean, observe?: (data: RawData) => void): void {
   let paused = false;
   from.on('message', (data, isBinary) => {
     if (to.readyState !== WebSocket.OPEN || !admit(data)) return;
+    observe?.(data);
     to.send(data, { binary: isBinary }, () => {
       if (paused && to.bufferedAmount < LOW_WATER) {
         paused = false;

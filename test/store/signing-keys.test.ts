@@ -145,6 +145,27 @@ describe('retention', () => {
   });
 });
 
+describe('the key set status (for /ready)', () => {
+  it('counts signing and published keys, and says when and how the last re-read went', async () => {
+    const store = createMemoryStore({ sweepIntervalMs: 0 });
+    const sealer = createSealer(testEncryptionKey());
+    let now = 1_000_000;
+    const keys = await loadSigningKeys(store, sealer, { refreshIntervalMs: 0, now: () => now });
+    expect(keys.status()).toEqual({ signing: 2, published: 2, readAt: 1_000_000, refreshError: undefined });
+    await rotateSigningKeys(store, sealer, { retainSeconds: 3600, now: 1_000_000 });
+    now = 1_005_000;
+    expect(await keys.refresh()).toBe(true);
+    expect(keys.status()).toEqual({ signing: 2, published: 4, readAt: 1_005_000, refreshError: undefined });
+    await store.close();
+    now = 1_010_000;
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await expect(keys.refresh()).rejects.toThrow();
+    // The keys in force stay, and the failure is named by its code.
+    expect(keys.status()).toEqual({ signing: 2, published: 4, readAt: 1_005_000, refreshError: 'STORE_UNAVAILABLE' });
+    await keys.close();
+  });
+});
+
 describe('a key set stored before rotation existed', () => {
   it('is read as the current keys', async () => {
     const store = createMemoryStore({ sweepIntervalMs: 0 });

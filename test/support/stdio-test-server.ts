@@ -9,6 +9,7 @@
  *   crash    writes to stderr and exits in the middle of the request
  *   helper   starts a long-lived child of its own (a helper in its process group) and
  *            answers with its pid, for the tests that check nothing outlives the gateway
+ *   slow     answers after 1.5 s (a call under way when the gateway shuts down)
  *
  * With `--noise`, it prints a banner to stdout first (wrong, but real servers do it).
  */
@@ -29,7 +30,7 @@ function text(value: string) {
   return { content: [{ type: 'text', text: value }] };
 }
 
-const tools = ['whoami', 'crash', 'helper'].map((name) => ({ name, inputSchema: { type: 'object', properties: {} } }));
+const tools = ['whoami', 'crash', 'helper', 'slow'].map((name) => ({ name, inputSchema: { type: 'object', properties: {} } }));
 
 async function call(name: string | undefined, args: { names?: string[] } = {}) {
   if (name === 'whoami') {
@@ -45,6 +46,10 @@ async function call(name: string | undefined, args: { names?: string[] } = {}) {
   if (name === 'helper') {
     const helper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     return text(String(helper.pid));
+  }
+  if (name === 'slow') {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    return text('slow done');
   }
   return { isError: true, ...text(`unknown tool ${name}`) };
 }
