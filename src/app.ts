@@ -112,29 +112,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const upstreamTokens = createUpstreamTokens({ store, sealer, services, identityProviders, log: logger });
   const refreshAccount = createAccountRefresher({ store, identityProviders, upstreamTokens, log: logger, onSaved: accounts.forget });
 
-  const provider = createAuthorizationServer({
-    upstreamTokens,
-    issuer,
-    store,
-    keys,
-    services,
-    secure,
-    cookieKeys: [deriveSecret(config.secrets.encryption_key, 'cookies').toString('base64url')],
-    tokens: {
-      accessTtlSeconds: config.tokens.access_ttl_seconds,
-      refreshTtlDays: config.tokens.refresh_ttl_days,
-      refreshGraceSeconds: config.tokens.refresh_grace_seconds,
-      codeTtlSeconds: config.tokens.code_ttl_seconds,
-    },
-    registration: { enabled: config.clients.registration.enabled },
-    cimd: { enabled: config.clients.cimd.enabled, allowLoopback: config.clients.cimd.allow_loopback },
-    staticClients: config.clients.static.map((client) => ({
-      client_id: client.client_id,
-      ...(client.client_secret ? { client_secret: client.client_secret } : {}),
-      client_name: client.name,
-      redirect_uris: [...client.redirect_uris],
-      token_endpoint_auth_method: client.token_endpoint_auth_method ?? (client.client_secret ? 'client_secret_post' : 'none'),
-    })),
+  const provider = authorizationServer(config, {
+    upstreamTokens, store, keys, services,
     findAccount: async (accountId, use) => {
       let account = await loadAccount(store, accountId);
       // A refresh re-reads membership at the provider (GitHub orgs/teams) before the policy.
@@ -147,38 +126,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
 
   // Off: undefined, and the OpenTelemetry SDK is not even loaded.
   const tracing = await createTracing(config.tracing, logger);
-  // Typed as the default instance: the pino logger is Fastify's base logger plus extras.
-  const app = Fastify({
-    loggerInstance: logger,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
-    },
-    trustProxy: config.trust_proxy as boolean,
-    bodyLimit: 64 * 1024,
-    return503OnClosing: true,
-  }) as unknown as FastifyInstance;
+  const app = createHttpServer(config, logger);
   if (tracing) traceRequests(app, tracing);
   if (metrics) measureRequests(app, metrics);
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(String(body))));
-  });
-  app.addHook('onSend', async (_request, reply, payload) => {
-    if (!reply.hasHeader('content-security-policy')) reply.headers(apiSecurityHeaders({ cacheable: reply.hasHeader('cache-control') }));
-    return payload;
-  });
-  app.setErrorHandler(async (error: Error & { statusCode?: number }, request, reply) => {
-    if (error instanceof StoreUnavailableError) {
-      request.log.error({ err: error }, 'store unavailable');
-      return reply.code(503).header('retry-after', '5').send({ error: 'temporarily_unavailable', error_description: 'the gateway cannot reach its store; try again shortly' });
-    }
-    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
-      return reply.code(error.statusCode).send({ error: 'invalid_request', error_description: error.message });
-    }
-    request.log.error({ err: error }, 'unexpected error');
-    return reply.code(500).send({ error: 'server_error', error_description: 'an unexpected error occurred' });
-  });
-  app.setNotFoundHandler(async (request, reply) => reply.code(404).send({ error: 'not_found', error_description: `nothing is served at ${request.url.split('?')[0]}` }));
 
   const connections = trackUnusedConnections(app.server);
   // First among the preClose hooks: the server stops accepting before the others run.
@@ -275,6 +225,75 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       await audit.flush();
     },
   };
+}
+
+type AuthorizationServerOptions = Parameters<typeof createAuthorizationServer>[0];
+
+/** oidc-provider, configured from the file: token lifetimes, registration, CIMD, static clients. */
+function authorizationServer(
+  config: Config,
+  parts: Pick<AuthorizationServerOptions, 'upstreamTokens' | 'store' | 'keys' | 'services' | 'findAccount' | 'fetch'>,
+): ReturnType<typeof createAuthorizationServer> {
+  return createAuthorizationServer({
+    ...parts,
+    issuer: config.public_url,
+    secure: config.public_url.startsWith('https:'),
+    cookieKeys: [deriveSecret(config.secrets.encryption_key, 'cookies').toString('base64url')],
+    tokens: {
+      accessTtlSeconds: config.tokens.access_ttl_seconds,
+      refreshTtlDays: config.tokens.refresh_ttl_days,
+      refreshGraceSeconds: config.tokens.refresh_grace_seconds,
+      codeTtlSeconds: config.tokens.code_ttl_seconds,
+    },
+    registration: { enabled: config.clients.registration.enabled },
+    cimd: { enabled: config.clients.cimd.enabled, allowLoopback: config.clients.cimd.allow_loopback },
+    staticClients: config.clients.static.map((client) => ({
+      client_id: client.client_id,
+      ...(client.client_secret ? { client_secret: client.client_secret } : {}),
+      client_name: client.name,
+      redirect_uris: [...client.redirect_uris],
+      token_endpoint_auth_method: client.token_endpoint_auth_method ?? (client.client_secret ? 'client_secret_post' : 'none'),
+    })),
+  });
+}
+
+/**
+ * The HTTP server: request ids, the form parser, security headers on every answer Fastify
+ * sends, and errors as OAuth-shaped JSON (a store outage as 503, never a stack trace).
+ */
+function createHttpServer(config: Config, logger: Logger): FastifyInstance {
+  // Typed as the default instance: the pino logger is Fastify's base logger plus extras.
+  const app = Fastify({
+    loggerInstance: logger,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
+    },
+    trustProxy: config.trust_proxy as boolean,
+    bodyLimit: 64 * 1024,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(String(body))));
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (!reply.hasHeader('content-security-policy')) reply.headers(apiSecurityHeaders({ cacheable: reply.hasHeader('cache-control') }));
+    return payload;
+  });
+  app.setErrorHandler(async (error: Error & { statusCode?: number }, request, reply) => {
+    if (error instanceof StoreUnavailableError) {
+      request.log.error({ err: error }, 'store unavailable');
+      return reply.code(503).header('retry-after', '5').send({ error: 'temporarily_unavailable', error_description: 'the gateway cannot reach its store; try again shortly' });
+    }
+    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      return reply.code(error.statusCode).send({ error: 'invalid_request', error_description: error.message });
+    }
+    request.log.error({ err: error }, 'unexpected error');
+    return reply.code(500).send({ error: 'server_error', error_description: 'an unexpected error occurred' });
+  });
+  app.setNotFoundHandler(async (request, reply) => reply.code(404).send({ error: 'not_found', error_description: `nothing is served at ${request.url.split('?')[0]}` }));
+
+  return app;
 }
 
 function registerProtectedResourceMetadata(app: FastifyInstance, services: ReturnType<typeof createServiceCatalog>, issuer: string): void {

@@ -21,7 +21,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ProtectedService } from '../authz/index.ts';
 import { bearerChallenge, metadataUrl } from '../resource/index.ts';
-import { authorizeBearer, checkOrigin, serviceHeaders, type AuthorizationContext, type ForwardDefinition } from './authorize-request.ts';
+import { authorizeBearer, checkOrigin, serviceHeaders, type AuthorizationContext, type Authorized, type ForwardDefinition } from './authorize-request.ts';
 import { forwardRequest, sendJsonRpcError } from './http.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { scopesNeeded } from './method-scopes.ts';
@@ -141,28 +141,9 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
     // Scopes by method need the parsed body: read it (bounded), decide, then forward it.
     let body: Buffer | undefined;
     if (request.method === 'POST' && Object.keys(definition.method_scopes).length > 0) {
-      try {
-        body = await readBody(request.raw, definition.max_body_bytes);
-      } catch (error) {
-        if (error instanceof BodyTooLargeError) return deny(413, 'payload_too_large', 'the request body is too large');
-        throw error;
-      }
-      const needs = scopesNeeded(body, definition.method_scopes);
-      if (!needs.ok) return deny(400, 'parse_error', needs.reason);
-      const granted = new Set((result.claims.scope ?? '').split(' ').filter(Boolean));
-      const missing = needs.needed.filter((scope) => !granted.has(scope));
-      if (missing.length > 0) {
-        // The challenge names everything this call needs together with what the token has, so
-        // clients that re-authorize with exactly the challenge's scope keep their other rights.
-        return deny(403, 'forbidden', `this request needs the scope ${missing.join(' ')}`, {
-          'www-authenticate': bearerChallenge({
-            resourceMetadata: challengeUrl,
-            error: 'insufficient_scope',
-            scope: [...new Set([...granted, ...needs.needed])],
-            description: 'the access token lacks a scope this request needs',
-          }),
-        });
-      }
+      const scoped = await checkMethodScopes(request, definition, result.claims.scope, challengeUrl);
+      if (!scoped.ok) return deny(scoped.status, scoped.kind, scoped.message, scoped.headers);
+      body = scoped.body;
     }
 
     const identifying = request.trace?.step('gatehouse.upstream_identity');
@@ -182,6 +163,13 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
       }
     }
     reply.hijack();
+    await forward(request, reply, { authorized: result, upstreamHeaders: headers, ownHeaders: own.headers, corsHeaders, body, sessionId });
+    return reply;
+  };
+
+  /** Step 8: the request, authorized, goes to the service's server over its transport. */
+  const forward = async (request: FastifyRequest, reply: FastifyReply, step: ForwardStep) => {
+    const { authorized: result, upstreamHeaders: headers, ownHeaders, corsHeaders, body, sessionId } = step;
     const toolCalls = toolAudit && request.method === 'POST' ? { audit: toolAudit, context: callContext(request.id, result, sessionId) } : undefined;
     // The hop to the server; its trace context replaces the client's in `headers`.
     const hop = transport === 'websocket' ? undefined : request.trace?.hop(request.method, stdio ? 'stdio' : upstreamUrl, headers);
@@ -194,25 +182,25 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
     if (stdio) {
       await stdio.handle(request.raw, reply.raw, {
         identity: { ...result.identity, subject: result.account.subject },
-        upstreamToken: definition.forward.upstream_token ? own.headers[definition.forward.upstream_token.toLowerCase()] : undefined,
+        upstreamToken: definition.forward.upstream_token ? ownHeaders[definition.forward.upstream_token.toLowerCase()] : undefined,
         responseHeaders: corsHeaders,
         body,
         log: request.log,
         toolCalls,
       });
       hop?.end(reply.raw);
-      return reply;
+      return;
     }
     if (transport === 'websocket') {
       // RFC 9110 §15.5.22: 426 names, in Upgrade, the protocol to switch to.
       request.raw.resume();
       sendJsonRpcError(reply.raw, 426, 'invalid_request', `${service.displayName} is served over WebSocket: open a WebSocket to this URL`, null, { ...corsHeaders, upgrade: 'websocket', connection: 'Upgrade' });
-      return reply;
+      return;
     }
     if (legacy) {
       await legacy.handle(request.raw, reply.raw, { account: result.account.accountId, upstreamHeaders: headers, responseHeaders: corsHeaders, body, log: request.log, toolCalls });
       hop?.end(reply.raw);
-      return reply;
+      return;
     }
     await forwardRequest(request.raw, reply.raw, {
       upstream: upstreamUrl,
@@ -229,7 +217,6 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
       metrics: observed,
     });
     hop?.end(reply.raw);
-    return reply;
   };
 
   return {
@@ -241,6 +228,51 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
       if (context.streams?.draining && inflight.count > 0) await new Promise<void>((resolve) => { inflight.idle = resolve; });
       legacy?.close();
       await stdio?.close();
+    },
+  };
+}
+
+/** What step 8 needs of the steps before it. */
+interface ForwardStep {
+  authorized: Authorized;
+  upstreamHeaders: Record<string, string>;
+  /** The gateway's own headers for the server (identity, upstream token). */
+  ownHeaders: Record<string, string>;
+  corsHeaders: Record<string, string>;
+  /** The body, when method_scopes had to read it. */
+  body: Buffer | undefined;
+  sessionId: string | string[] | undefined;
+}
+
+type ScopeCheck =
+  | { ok: true; body: Buffer }
+  | { ok: false; status: 400 | 403 | 413; kind: 'parse_error' | 'forbidden' | 'payload_too_large'; message: string; headers?: Record<string, string> };
+
+/** Reads the body (bounded) of a POST to a service with `method_scopes` and checks the token has the scopes its method needs. */
+async function checkMethodScopes(request: FastifyRequest, definition: McpServiceDefinition, grantedScope: string | undefined, challengeUrl: string): Promise<ScopeCheck> {
+  let body: Buffer;
+  try {
+    body = await readBody(request.raw, definition.max_body_bytes);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) return { ok: false, status: 413, kind: 'payload_too_large', message: 'the request body is too large' };
+    throw error;
+  }
+  const needs = scopesNeeded(body, definition.method_scopes);
+  if (!needs.ok) return { ok: false, status: 400, kind: 'parse_error', message: needs.reason };
+  const granted = new Set((grantedScope ?? '').split(' ').filter(Boolean));
+  const missing = needs.needed.filter((scope) => !granted.has(scope));
+  if (missing.length === 0) return { ok: true, body };
+  // The challenge names everything this call needs together with what the token has, so
+  // clients that re-authorize with exactly the challenge's scope keep their other rights.
+  return {
+    ok: false, status: 403, kind: 'forbidden', message: `this request needs the scope ${missing.join(' ')}`,
+    headers: {
+      'www-authenticate': bearerChallenge({
+        resourceMetadata: challengeUrl,
+        error: 'insufficient_scope',
+        scope: [...new Set([...granted, ...needs.needed])],
+        description: 'the access token lacks a scope this request needs',
+      }),
     },
   };
 }
