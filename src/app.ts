@@ -1,7 +1,7 @@
 /**
  * The composition root: the only place where concrete parts are wired together.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { DestinationStream } from 'pino';
 import { randomUUID } from 'node:crypto';
@@ -33,6 +33,7 @@ import { createConfigReloader, type ReloadResult } from './ops/config-reload.ts'
 import { createTracing, traceRequests } from './ops/tracing.ts';
 import { createMetrics } from './ops/metrics.ts';
 import { measureRequests } from './ops/request-metrics.ts';
+import { logRequests } from './ops/request-log.ts';
 import { exposeMetrics } from './ops/metrics-endpoint.ts';
 import { countAuditEvents } from './ops/audit-metrics.ts';
 import { timedStore } from './store/timed.ts';
@@ -272,7 +273,10 @@ function createHttpServer(config: Config, logger: Logger): FastifyInstance {
     trustProxy: config.trust_proxy as boolean,
     bodyLimit: 64 * 1024,
     return503OnClosing: true,
+    // One access-log line per request instead (ops/request-log.ts).
+    logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
+  logRequests(app);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(String(body))));
   });

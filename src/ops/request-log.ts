@@ -1,0 +1,46 @@
+/**
+ * The access log: one line per request, written when its response ends, with the request id,
+ * method, path (never the query string: OAuth callbacks carry codes and state there), status
+ * and duration. Fastify's own request logging (a line at the start and one at the end) is
+ * off: half the lines, and the end line missed requests whose client went away and responses
+ * that the MCP endpoints and the authorization server write themselves.
+ *
+ * status 499 (nginx's "client closed request"): the client left before an answer began.
+ */
+import type { ServerResponse } from 'node:http';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+
+const LOGGED = Symbol('gatehouse.requestLog');
+
+interface Logged extends ServerResponse {
+  [LOGGED]?: { log: FastifyBaseLogger; started: number; method: string; path: string };
+}
+
+function ended(this: Logged): void {
+  const entry = this[LOGGED];
+  if (entry === undefined) return;
+  this[LOGGED] = undefined;
+  const statusCode = this.writableFinished || this.headersSent ? this.statusCode : 499;
+  entry.log.info({
+    // Through the logger's `req` serializer (ops/logger.ts), which keeps the path only.
+    req: { method: entry.method, url: entry.path },
+    res: { statusCode },
+    responseTime: Math.round((performance.now() - entry.started) * 10) / 10,
+  }, 'request completed');
+}
+
+/** Adds the hook that logs every request once; for a Fastify whose LogController has `disableRequestLogging`. */
+export function logRequests(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    const url = request.raw.url ?? '';
+    const query = url.indexOf('?');
+    (reply.raw as Logged)[LOGGED] = {
+      log: request.log,
+      started: performance.now(),
+      method: request.method,
+      path: query === -1 ? url : url.slice(0, query),
+    };
+    reply.raw.once('close', ended);
+    done();
+  });
+}
