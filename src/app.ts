@@ -109,14 +109,18 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   });
   // A reload puts another policy in force (setAccess below).
   let access = config.access;
-  const accounts = cachedAccounts(store);
+  const cached = cachedAccounts(store);
+  // People of an identity provider the configuration no longer has (a reload or restart removed
+  // it) are refused at every MCP request and refresh, not only at their next sign-in.
+  const configured = (account: Account | undefined) => (account && identityProviders.has(account.provider) ? account : undefined);
+  const accounts = Object.assign(async (accountId: string) => configured(await cached(accountId)), { forget: cached.forget });
   const upstreamTokens = createUpstreamTokens({ store, sealer, services, identityProviders, log: logger });
   const refreshAccount = createAccountRefresher({ store, identityProviders, upstreamTokens, log: logger, onSaved: accounts.forget });
 
   const provider = authorizationServer(config, {
     upstreamTokens, store, keys, services,
     findAccount: async (accountId, use) => {
-      let account = await loadAccount(store, accountId);
+      let account = configured(await loadAccount(store, accountId));
       // A refresh re-reads membership at the provider (GitHub orgs/teams) before the policy.
       if (account && use?.refresh) account = await refreshAccount(account);
       if (!account || !decideAccess(access, account).allowed) return undefined;

@@ -105,13 +105,22 @@ export async function authorizeBearer(
     });
   }
   const account = await context.loadAccount(result.claims.sub);
+  if (!account) {
+    // The account is gone, or its identity provider no longer configured: the token is invalid
+    // (RFC 6750 §3.1), and a new sign-in (with a provider in force) is the way forward.
+    const description = 'the account of this token is no longer known; sign in again';
+    log.warn({ event: 'access.denied', account: result.claims.sub, service: service.id, reason: 'unknown account' }, 'request denied: unknown account');
+    context.audit?.record('access.denied', { account: result.claims.sub, client: result.claims.client_id, service: service.id, reason: 'unknown account' });
+    return refuse(401, description, {
+      'www-authenticate': bearerChallenge({ resourceMetadata, scope: service.scopes, error: 'invalid_token', description }),
+    });
+  }
   const policy = service.definition.access;
-  const globalDecision = account ? decideAccess(context.access, account) : undefined;
-  const serviceDecision = account && policy ? decideAccess(policy, account, service.displayName) : undefined;
-  const denial = !account ? 'unknown account'
-    : !globalDecision?.allowed ? `gateway policy: ${globalDecision && !globalDecision.allowed ? globalDecision.reason : ''}`
-      : serviceDecision && !serviceDecision.allowed ? `service policy: ${serviceDecision.reason}` : undefined;
-  if (denial !== undefined || !account) {
+  const globalDecision = decideAccess(context.access, account);
+  const serviceDecision = policy ? decideAccess(policy, account, service.displayName) : undefined;
+  const denial = !globalDecision.allowed ? `gateway policy: ${globalDecision.reason}`
+    : serviceDecision && !serviceDecision.allowed ? `service policy: ${serviceDecision.reason}` : undefined;
+  if (denial !== undefined) {
     log.warn({ event: 'access.denied', account: result.claims.sub, service: service.id, reason: denial }, 'request denied by policy');
     context.audit?.record('access.denied', { account: result.claims.sub, client: result.claims.client_id, service: service.id, reason: denial });
     return refuse(403, `you do not have access to ${service.displayName}`);

@@ -211,6 +211,31 @@ describe('configuration reload', () => {
     expect(await callback.text()).toContain('no longer configured');
   });
 
+  it('refuses the tokens of people whose identity provider a reload removed', async () => {
+    const services = { a: { upstream: streamerUrl }, b: { upstream: demo.url } };
+    const corp = { id: 'corp', type: 'oidc', issuer: idp.issuer, client_id: 'gatehouse', client_secret: 'upstream-secret' };
+    await gateway.reload(configWith({ services }));
+    const flow = await runCodeFlow(gateway, { user: BOB, params: { resource: `${gateway.origin}/b/mcp` } });
+    const tokens = await redeem(gateway, flow);
+    expect((await callMcp(gateway, '/b/mcp', String(tokens.body.access_token))).status).toBe(200);
+
+    await gateway.reload(configWith({ identity_providers: [corp], services }));
+    const refused = await callMcp(gateway, '/b/mcp', String(tokens.body.access_token));
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toContain('invalid_token');
+    const refresh = await fetch(`${gateway.origin}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: String(tokens.body.refresh_token), client_id: flow.client.client_id }),
+    });
+    expect(refresh.status).toBe(400);
+    expect(((await refresh.json()) as { error: string }).error).toBe('invalid_grant');
+
+    // Back again: the same person's new sign-in works (the dev pages exist from start).
+    await gateway.reload(configWith({ services }));
+    expect((await tokenFor('b', BOB)).token).toBeTruthy();
+  });
+
   it('serves a changed service with its new definition, metadata included', async () => {
     const result = await gateway.reload(configWith({ services: { a: { upstream: streamerUrl }, b: { upstream: demo.url, scopes: ['notes.read'] } } }));
     expect(result.services).toEqual({ added: [], changed: ['b'], removed: [] });
