@@ -105,7 +105,16 @@ describe('CircuitBreakers', () => {
     expect(breakers.for('calc', 'http://a', options)).not.toBe(changed);
     const again = breakers.for('calc', 'http://a', options);
     expect(breakers.for('calc', 'http://b', options)).not.toBe(again);
-    expect(seen).toEqual(['calc:open']);
+    // Each new breaker reports its (closed) state, so a replaced open one does not stay "open" in the metrics.
+    expect(seen).toEqual(['calc:closed', 'calc:open', 'calc:closed', 'calc:closed', 'calc:closed', 'calc:closed']);
     expect(lines).toEqual([['warn', 'circuit opened: calc is failing; requests get 503 for 10 s']]);
+  });
+
+  it('logs the open state with snake_case fields, as every other log event', () => {
+    const details: object[] = [];
+    const breakers = new CircuitBreakers({ log: { warn: (detail) => details.push(detail), info: () => undefined } });
+    const breaker = breakers.for('calc', 'http://a', options)!;
+    for (let i = 0; i < 3; i++) breaker.failed();
+    expect(details).toEqual([{ event: 'circuit.open', service: 'calc', failures: 3, open_seconds: 10 }]);
   });
 });

@@ -128,12 +128,15 @@ export class CircuitBreaker {
 export class CircuitBreakers {
   #breakers = new Map<string, { upstream: string; breaker: CircuitBreaker }>();
   #onStateChange: StateChange;
+  /** The metrics only: a new breaker's state is reported, not logged. */
+  #report: StateChange | undefined;
 
   /** Each state change is logged (opening as a warning) and passed to `onStateChange` (metrics). */
   constructor(options: { log?: BreakerLog | undefined; onStateChange?: StateChange | undefined } = {}) {
     const { log, onStateChange } = options;
+    this.#report = onStateChange;
     this.#onStateChange = (service, state, detail) => {
-      if (state === 'open') log?.warn({ event: 'circuit.open', service, ...detail }, `circuit opened: ${service} is failing; requests get 503 for ${detail.openSeconds} s`);
+      if (state === 'open') log?.warn({ event: 'circuit.open', service, failures: detail.failures, open_seconds: detail.openSeconds }, `circuit opened: ${service} is failing; requests get 503 for ${detail.openSeconds} s`);
       else log?.info({ event: `circuit.${state}`, service }, state === 'closed' ? `circuit closed: ${service} answers again` : `circuit half-open: probing ${service}`);
       onStateChange?.(service, state, detail);
     };
@@ -141,14 +144,17 @@ export class CircuitBreakers {
 
   /** The breaker for `service` at `upstream`, or undefined when its circuit breaker is turned off. */
   for(service: string, upstream: string, options: CircuitBreakerOptions | null | undefined): CircuitBreaker | undefined {
+    // A breaker replaced (or removed) by a reload takes its state with it: report the new state,
+    // or a replaced open breaker would stay "open" in gatehouse_circuit_state until the next change.
     if (!options) {
-      this.#breakers.delete(service);
+      if (this.#breakers.delete(service)) this.#report?.(service, 'closed', { failures: 0 });
       return undefined;
     }
     const existing = this.#breakers.get(service);
     if (existing && existing.upstream === upstream && sameOptions(existing.breaker.options, options)) return existing.breaker;
     const breaker = new CircuitBreaker(service, options, this.#onStateChange);
     this.#breakers.set(service, { upstream, breaker });
+    this.#report?.(service, 'closed', { failures: 0 });
     return breaker;
   }
 }
