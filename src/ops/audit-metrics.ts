@@ -8,6 +8,10 @@
  *   client    the client's name (`client_name`); a record that names only the client id gets the
  *             name seen with that id before (registration, token and consent events carry it),
  *             else `unknown`. Never the id itself: dynamically registered ids are unbounded.
+ *             A name becomes a label only once a client of that name was used by a signed-in
+ *             person (sign-in, consent, token issued or refreshed), or is a static client's;
+ *             until then it counts as `other`. Registration is open to anyone, and names only
+ *             registered would otherwise fill the label cap (metrics.ts) with junk.
  *   provider  `provider`, else the provider part of the account id (`<provider>:<subject>`).
  */
 import type { AuditEvent, AuditLog } from './audit.ts';
@@ -15,6 +19,11 @@ import type { Metrics } from './metrics.ts';
 
 /** Client ids whose names are remembered; beyond that the memory starts over. */
 const REMEMBERED_CLIENTS = 10_000;
+
+/** Events only a client that a signed-in person used can cause: its name may become a label. */
+const VOUCHING: ReadonlySet<AuditEvent> = new Set<AuditEvent>(['sign_in', 'consent.given', 'token.issued', 'token.refreshed']);
+/** Names of clients not (yet) used by anyone signed in. */
+const UNVOUCHED = 'other';
 
 export interface KnownClient {
   client_id: string;
@@ -24,6 +33,13 @@ export interface KnownClient {
 /** The audit log, counting each record in `metrics`. `clients` are names known from the start (static clients). */
 export function countAuditEvents(audit: AuditLog, metrics: Pick<Metrics, 'authEvent' | 'toolCalled'>, clients: readonly KnownClient[] = []): AuditLog {
   const names = new Map<string, string>(clients.map((client) => [client.client_id, client.name]));
+  const vouched = new Set<string>(clients.map((client) => client.name));
+  const labelOf = (event: AuditEvent, name: string | undefined): string | undefined => {
+    if (name === undefined || vouched.has(name)) return name;
+    if (!VOUCHING.has(event) || vouched.size >= REMEMBERED_CLIENTS) return UNVOUCHED;
+    vouched.add(name);
+    return name;
+  };
 
   const clientName = (fields: Record<string, unknown>): string | undefined => {
     const id = typeof fields.client === 'string' ? fields.client : undefined;
@@ -46,7 +62,7 @@ export function countAuditEvents(audit: AuditLog, metrics: Pick<Metrics, 'authEv
     }
     const account = typeof fields.account === 'string' ? fields.account : undefined;
     const provider = typeof fields.provider === 'string' ? fields.provider : account?.includes(':') ? account.slice(0, account.indexOf(':')) : undefined;
-    metrics.authEvent(event, { client: clientName(fields), provider });
+    metrics.authEvent(event, { client: labelOf(event, clientName(fields)), provider });
   };
 
   // Spread: whatever else the audit log offers passes through unchanged.

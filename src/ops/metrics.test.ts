@@ -112,7 +112,8 @@ describe('audit events as metrics', () => {
     expect(inner.events).toEqual(['client.registered', 'sign_in', 'token.issued', 'access.denied', 'token.refreshed', 'consent.given']);
     const text = await metrics.render();
     const events = samples(text, 'gatehouse_auth_events_total');
-    expect(events.get('{event="client.registered",client="Claude",provider=""}')).toBe(1);
+    // Registered, but not used by anyone signed in yet: not a label of its own.
+    expect(events.get('{event="client.registered",client="other",provider=""}')).toBe(1);
     expect(events.get('{event="sign_in",client="Claude",provider="github"}')).toBe(1);
     expect(events.get('{event="token.issued",client="Claude",provider="github"}')).toBe(1);
     expect(events.get('{event="access.denied",client="Internal agent",provider="corp"}')).toBe(1);
@@ -120,6 +121,26 @@ describe('audit events as metrics', () => {
     expect(events.get('{event="consent.given",client="unknown",provider="corp"}')).toBe(1);
     const own = text.split('\n').filter((line) => line.startsWith('gatehouse_')).join('\n');
     for (const secretish of [id, 'never-seen-before', 'nameless', '12345', 'corp:eve', 'corp:bob']) expect(own).not.toContain(secretish);
+  });
+
+  it('gives a client name a label only once a signed-in person used such a client', async () => {
+    const metrics = createMetrics();
+    const audit = countAuditEvents(silentAudit(), metrics, [{ client_id: 'static-agent', name: 'Internal agent' }]);
+    // Anyone may register: a flood of names must not take the label slots.
+    for (let i = 0; i < CLIENT_LABEL_CAP * 2; i++) audit.record('client.registered', { client: `junk-${i}`, client_name: `Junk ${i}` });
+    audit.record('token.refused', { client: 'junk-1' });
+    audit.record('client.registered', { client: 'cursor-1', client_name: 'Cursor' });
+    audit.record('token.issued', { client: 'cursor-1', account: 'corp:ann' });
+    audit.record('client.registered', { client: 'cursor-2', client_name: 'Cursor' });
+    audit.record('access.denied', { client: 'static-agent', account: 'corp:eve' });
+    const text = await metrics.render();
+    const events = samples(text, 'gatehouse_auth_events_total');
+    expect([...new Set(labelValues(text, 'gatehouse_auth_events_total', 'client'))].sort()).toEqual(['Cursor', 'Internal agent', 'other']);
+    expect(events.get('{event="client.registered",client="other",provider=""}')).toBe(CLIENT_LABEL_CAP * 2 + 1);
+    expect(events.get('{event="token.refused",client="other",provider=""}')).toBe(1);
+    expect(events.get('{event="token.issued",client="Cursor",provider="corp"}')).toBe(1);
+    expect(events.get('{event="client.registered",client="Cursor",provider=""}')).toBe(1);
+    expect(events.get('{event="access.denied",client="Internal agent",provider="corp"}')).toBe(1);
   });
 
   it('counts tool calls by service and outcome, with their durations', async () => {
