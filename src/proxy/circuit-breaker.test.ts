@@ -68,13 +68,16 @@ describe('CircuitBreaker', () => {
   });
 
   it('frees the probe slot when the probe ends without a verdict, or stays silent too long', () => {
-    const { breaker } = breakerWithLog();
+    const { breaker, changes } = breakerWithLog();
     const t = 1_000_000;
     for (let i = 0; i < 3; i++) breaker.failed(t);
     expect(breaker.admit(t + 10_000)).toBe(true);
-    breaker.released(t + 10_100);
-    expect(breaker.state).toBe('open');
+    expect(breaker.admit(t + 10_050)).toBe(false);
+    breaker.released();
+    // Still half-open, said once: the abandoned probe decided nothing.
+    expect(breaker.state).toBe('half_open');
     expect(breaker.admit(t + 10_100)).toBe(true);
+    expect(changes).toEqual(['open', 'half_open']);
     // This probe never reports: after another cool-down the next caller probes instead.
     expect(breaker.admit(t + 15_000)).toBe(false);
     expect(breaker.admit(t + 20_100)).toBe(true);

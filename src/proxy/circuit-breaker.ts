@@ -100,12 +100,10 @@ export class CircuitBreaker {
   }
 
   /** An admitted request ended without telling anything about the upstream (the client left, its body was too large). */
-  released(now = Date.now()): void {
-    // A probe without a verdict: let the next request probe at once.
-    if (this.#state === 'half_open') {
-      this.#state = 'open';
-      this.#probeAt = now;
-    }
+  released(): void {
+    // A probe without a verdict: the next request probes at once. The circuit stays half-open
+    // (no state change to log or report: it was never decided).
+    if (this.#state === 'half_open') this.#probeStarted = 0;
   }
 
   #open(ms: number, now: number): void {
