@@ -157,6 +157,27 @@ describe('ToolCallLedger', () => {
   });
 });
 
+describe('ToolCallLedger limits', () => {
+  it('keeps no arguments unless the lines show them, ends a call whose id is reused, and holds at most 1000 calls', () => {
+    const { audit, lines } = recorder();
+    const ledger = new ToolCallLedger(audit);
+    ledger.open({ id: 1, name: 'first', arguments: { blob: 'x'.repeat(10_000) } }, who);
+    ledger.open({ id: 1, name: 'again' }, who);
+    expect(lines.map((line) => [line.tool, line.outcome])).toEqual([['first', 'rpc_error']]);
+    expect(lines[0]).not.toHaveProperty('arguments');
+    for (let id = 2; id <= 1001; id++) ledger.open({ id, name: `t${id}` }, who);
+    expect(ledger.size).toBe(1000);
+    // The oldest waiting (the reused id 1) was given up to make room.
+    expect(lines.map((line) => [line.tool, line.outcome])).toEqual([['first', 'rpc_error'], ['again', 'upstream_error']]);
+
+    const kept = recorder({ tool_arguments: true, redact: [], max_argument_bytes: 4096 });
+    const withArguments = new ToolCallLedger(kept.audit);
+    withArguments.open({ id: 'a', name: 'search', arguments: { query: 'x' } }, who);
+    withArguments.answer({ id: 'a', result: true, error: false, isError: false });
+    expect(kept.lines[0]?.arguments).toEqual({ query: 'x' });
+  });
+});
+
 describe('watchAnswers', () => {
   function setup(ids: Array<number | undefined>) {
     const { audit, lines } = recorder();

@@ -90,6 +90,8 @@ const GATEWAY_UPSTREAM_CODES = new Set([-32010, -32011, -32012]);
 /** MCP tools, naming: tool names are at most 128 characters; ids are the client's choice. */
 const MAX_FIELD_CHARS = 128;
 const TOOLS_CALL = Buffer.from('"tools/call"');
+/** Calls one exchange or connection may have waiting for answers; beyond it the oldest is given up. */
+const MAX_PENDING_CALLS = 1000;
 
 /** One service's tool-call audit: where lines go, and how arguments are treated. */
 export class ToolCallAudit {
@@ -105,6 +107,11 @@ export class ToolCallAudit {
     this.#rules = settings?.tool_arguments
       ? compileArgumentRules({ redact: settings.redact, maxBytes: settings.max_argument_bytes })
       : undefined;
+  }
+
+  /** Whether the lines show arguments (`audit.tool_arguments`): otherwise calls need not keep them. */
+  get keepsArguments(): boolean {
+    return this.#rules !== undefined;
   }
 
   /** Writes the `tool.called` line of one finished call. */
@@ -264,7 +271,17 @@ export class ToolCallLedger {
   }
 
   open(call: ToolCall, context: CallContext): void {
-    this.#pending.set(call.id === undefined ? '?' : callKey(call.id), { call, context });
+    const key = call.id === undefined ? '?' : callKey(call.id);
+    // An id still waiting for its answer, used again (JSON-RPC and MCP forbid it): the two answers
+    // cannot be told apart, so the earlier call ends here, as refused.
+    this.end(key === '?' ? undefined : call.id, { outcome: 'rpc_error' });
+    // A connection that keeps sending calls nobody answers must not grow without bound.
+    if (this.#pending.size >= MAX_PENDING_CALLS) {
+      const [oldest] = this.#pending.keys();
+      if (oldest !== undefined) this.#endKey(oldest, { outcome: 'upstream_error' });
+    }
+    const kept = this.audit.keepsArguments ? call : { id: call.id, name: call.name };
+    this.#pending.set(key, { call: kept, context });
   }
 
   has(id: unknown): boolean {
@@ -285,7 +302,10 @@ export class ToolCallLedger {
 
   /** Ends one call without an answer (`notifications/cancelled`). */
   end(id: unknown, ending: Ending): void {
-    const key = callKey(id);
+    if (id !== undefined) this.#endKey(callKey(id), ending);
+  }
+
+  #endKey(key: string, ending: Ending): void {
     const entry = this.#pending.get(key);
     if (!entry) return;
     this.#pending.delete(key);
