@@ -41,6 +41,9 @@ export function mountAuthorizationServer(app: FastifyInstance, provider: Provide
     headers.host = issuerUrl.host;
     headers['x-forwarded-proto'] = issuerUrl.protocol.slice(0, -1);
     headers['x-forwarded-for'] = request.ip;
+    // oidc-provider's events (the audit trail: token.issued, client.registered, …) name the
+    // request by this header: the gateway's id, also when the client sent none.
+    headers['x-request-id'] = request.id;
     if (request.url.startsWith('/register')) {
       for (const [name, value] of Object.entries(REGISTRATION_CORS)) reply.raw.setHeader(name, value);
     }

@@ -57,7 +57,8 @@ describe('audit trail', () => {
       expect(events).toContain(event);
     }
     expect(lines.every((line) => line.stream === 'audit')).toBe(true);
-    expect(lines.find((line) => line.event === 'token.issued')).toMatchObject({ client: flow.client.client_id, account: 'dev:alice@example.com' });
+    expect(lines.find((line) => line.event === 'token.issued')).toMatchObject({ client: flow.client.client_id, account: 'dev:alice@example.com', request_id: expect.any(String) });
+    for (const event of ['client.registered', 'token.refreshed']) expect(lines.find((line) => line.event === event)?.request_id).toEqual(expect.any(String));
     expect(lines.find((line) => line.event === 'access.denied' && line.service === 'eng')).toMatchObject({ account: 'dev:alice@example.com', reason: expect.stringContaining('service policy') });
     expect(lines.find((line) => line.event === 'access.denied' && line.account === 'dev:eve@elsewhere.test')).toBeDefined();
     for (const secret of [tokens.body.access_token, tokens.body.refresh_token, refreshed.body.refresh_token, flow.code, engToken]) {
