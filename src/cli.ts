@@ -98,7 +98,7 @@ async function serve(path: string): Promise<void> {
   const gateway = await startGateway(config);
   // SIGHUP, and with reload.watch a change of the file, reloads the configuration.
   reloadOnSignal(path, gateway, { watch: config.reload.watch });
-  gateway.logger.info({ listen: gateway.listenUrl, issuer: gateway.issuer, ms: Math.round(performance.now() - started) }, 'gatehouse ready');
+  gateway.logger.info({ listen: gateway.listenUrl, issuer: gateway.issuer, ...(gateway.metricsUrl ? { metrics: `${gateway.metricsUrl}/metrics` } : {}), ms: Math.round(performance.now() - started) }, 'gatehouse ready');
   stopOnSignals(gateway);
 }
 
