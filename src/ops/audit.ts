@@ -5,6 +5,7 @@
  * what happened and why.
  */
 import pino, { type Logger } from 'pino';
+import { onlyScalars, unredactedChild } from './logger.ts';
 
 export const AUDIT_EVENTS = [
   'sign_in',
@@ -30,14 +31,25 @@ export interface AuditLog {
   flush(): Promise<void>;
 }
 
+/**
+ * In the main log, the trail does not follow `log.level`: an operator who turns the log down to
+ * `warn` must not lose security events. Only `silent` silences it too.
+ */
+function auditLevel(logger: Logger): string {
+  return logger.level === 'silent' ? 'silent' : 'info';
+}
+
 export function createAuditLog(options: { file?: string | undefined; logger: Logger }): AuditLog {
   const destination = options.file ? pino.destination({ dest: options.file, mkdir: true, sync: false }) : undefined;
   const sink = destination
     ? pino({ base: { name: 'gatehouse', stream: 'audit' }, timestamp: pino.stdTimeFunctions.isoTime }, destination)
-    : options.logger.child({ audit: true });
+    : options.logger.child({ audit: true }, { level: auditLevel(options.logger) });
+  // Lines of scalars only (every tool.called line without arguments) skip the main log's
+  // redaction, which leaves them as they are anyway, at a fraction of the cost (logger.ts).
+  const scalarSink = destination ? sink : unredactedChild(options.logger, { audit: true }, { level: auditLevel(options.logger) });
   return {
     record(event, fields) {
-      sink.info({ ...fields, event }, event);
+      (onlyScalars(fields) ? scalarSink : sink).info({ ...fields, event }, event);
     },
     async flush() {
       if (destination) await new Promise<void>((resolve) => destination.flush(() => resolve()));
