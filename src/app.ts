@@ -34,6 +34,7 @@ import { createTracing, traceRequests } from './ops/tracing.ts';
 import { createMetrics } from './ops/metrics.ts';
 import { measureRequests } from './ops/request-metrics.ts';
 import { logRequests } from './ops/request-log.ts';
+import { requestLoggerFactory } from './ops/request-logger.ts';
 import { exposeMetrics } from './ops/metrics-endpoint.ts';
 import { countAuditEvents } from './ops/audit-metrics.ts';
 import { timedStore } from './store/timed.ts';
@@ -279,6 +280,8 @@ function createHttpServer(config: Config, logger: Logger): FastifyInstance {
     return503OnClosing: true,
     // One access-log line per request instead (ops/request-log.ts).
     logController: new LogController({ disableRequestLogging: true }),
+    // request.log is made only when a line is written (ops/request-logger.ts).
+    childLoggerFactory: requestLoggerFactory,
   }) as unknown as FastifyInstance;
   logRequests(app);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {

@@ -8,20 +8,25 @@
  * status 499 (nginx's "client closed request"): the client left before an answer began.
  */
 import type { ServerResponse } from 'node:http';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { unredactedChild } from './logger.ts';
 
 const LOGGED = Symbol('gatehouse.requestLog');
 
 interface Logged extends ServerResponse {
-  [LOGGED]?: { log: FastifyBaseLogger; started: number; method: string; path: string };
+  [LOGGED]?: { log: Logger; id: string; started: number; method: string; path: string };
 }
 
 function ended(this: Logged): void {
   const entry = this[LOGGED];
   if (entry === undefined) return;
   this[LOGGED] = undefined;
+  if (!entry.log.isLevelEnabled('info')) return;
   const statusCode = this.writableFinished || this.headersSent ? this.statusCode : 499;
   entry.log.info({
+    // What request.log binds (Fastify's requestIdLogLabel), first: the line a request child writes.
+    reqId: entry.id,
     // Through the logger's `req` serializer (ops/logger.ts), which keeps the path only.
     req: { method: entry.method, url: entry.path },
     res: { statusCode },
@@ -31,11 +36,15 @@ function ended(this: Logged): void {
 
 /** Adds the hook that logs every request once; for a Fastify whose LogController has `disableRequestLogging`. */
 export function logRequests(app: FastifyInstance): void {
+  // The line's objects hold only a method, a path, an id and a status, none of which a redaction
+  // path names: unredacted, it is the same line at a fraction of the cost (logger.ts).
+  const log = unredactedChild(app.log as unknown as Logger, {});
   app.addHook('onRequest', (request, reply, done) => {
     const url = request.raw.url ?? '';
     const query = url.indexOf('?');
     (reply.raw as Logged)[LOGGED] = {
-      log: request.log,
+      log,
+      id: request.id,
       started: performance.now(),
       method: request.method,
       path: query === -1 ? url : url.slice(0, query),

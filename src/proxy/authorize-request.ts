@@ -92,16 +92,16 @@ export async function authorizeBearer(
   context: AuthorizationContext,
   log: RequestLog,
 ): Promise<Authorized | Refusal> {
-  const resourceMetadata = metadataUrl(service, context.issuer);
+  // Only refusals name the metadata URL: building it (a URL parse) is not paid per allowed request.
   const match = BEARER.exec(authorization ?? '');
   if (!match?.[1]) {
     // RFC 6750 §3.1: a request without credentials gets a challenge with no error code.
-    return refuse(401, 'authorization required', { 'www-authenticate': bearerChallenge({ resourceMetadata, scope: service.scopes }) });
+    return refuse(401, 'authorization required', { 'www-authenticate': bearerChallenge({ resourceMetadata: metadataUrl(service, context.issuer), scope: service.scopes }) });
   }
   const result = await context.verifier.verify(match[1], service.resourceUrl);
   if (!result.ok) {
     return refuse(401, result.description, {
-      'www-authenticate': bearerChallenge({ resourceMetadata, scope: service.scopes, error: 'invalid_token', description: result.description }),
+      'www-authenticate': bearerChallenge({ resourceMetadata: metadataUrl(service, context.issuer), scope: service.scopes, error: 'invalid_token', description: result.description }),
     });
   }
   const account = await context.loadAccount(result.claims.sub);
@@ -112,7 +112,7 @@ export async function authorizeBearer(
     log.warn({ event: 'access.denied', account: result.claims.sub, service: service.id, reason: 'unknown account' }, 'request denied: unknown account');
     context.audit?.record('access.denied', { account: result.claims.sub, client: result.claims.client_id, service: service.id, reason: 'unknown account' });
     return refuse(401, description, {
-      'www-authenticate': bearerChallenge({ resourceMetadata, scope: service.scopes, error: 'invalid_token', description }),
+      'www-authenticate': bearerChallenge({ resourceMetadata: metadataUrl(service, context.issuer), scope: service.scopes, error: 'invalid_token', description }),
     });
   }
   const policy = service.definition.access;

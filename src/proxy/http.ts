@@ -31,8 +31,9 @@ export interface ForwardOptions {
   /**
    * Sees the upstream's status and headers before the client does (session-owners.ts records a
    * new `Mcp-Session-Id` there). When it rejects, the client gets 503 instead of the answer.
+   * Undefined when it has nothing to do: no promise to wait for on the usual answer.
    */
-  onResponse?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<void>) | undefined;
+  onResponse?: ((status: number, headers: Record<string, string | string[] | undefined>) => Promise<void> | undefined) | undefined;
   /** The service's circuit breaker (circuit-breaker.ts): while open, an immediate 503. */
   breaker?: CircuitBreaker | undefined;
   /** Event-stream answers are registered here, so a shutdown can end them cleanly (open-streams.ts). */
@@ -87,8 +88,9 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
       if (isFailureStatus(upstream.statusCode)) breaker.failed();
       else breaker.succeeded();
     }
-    if (options.onResponse) {
-      const refused = await options.onResponse(upstream.statusCode, upstream.headers).then(() => undefined, (error: unknown) => error ?? new Error('refused'));
+    const recording = options.onResponse?.(upstream.statusCode, upstream.headers);
+    if (recording) {
+      const refused = await recording.then(() => undefined, (error: unknown) => error ?? new Error('refused'));
       if (refused !== undefined) {
         // Drop the answer; destroying the body emits an abort error that nobody needs.
         upstream.body.on('error', () => undefined).destroy();
@@ -105,7 +107,8 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
       }
     }
     const headers = clientResponseHeaders(upstream.headers);
-    if (String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+    const eventStream = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
+    if (eventStream) {
       // Events must reach the client as they are written (no proxy or client buffering).
       headers['cache-control'] = 'no-cache, no-transform';
       headers['x-accel-buffering'] = 'no';
@@ -119,7 +122,9 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     // During a shutdown the client takes its next request to another connection (another replica).
     if (options.streams?.draining) headers.connection = 'close';
     res.writeHead(upstream.statusCode, headers);
-    res.flushHeaders();
+    // A stream's headers go at once, its events may be far apart; any other answer's headers go
+    // with its first chunk of body: one write to the socket instead of two.
+    if (eventStream) res.flushHeaders();
     const calls = options.toolCalls && body ? forwardedCalls(options.toolCalls, body) : undefined;
     if (calls) watchAnswers(calls, upstream.body, upstream.statusCode, String(upstream.headers['content-type'] ?? ''), res);
     await relay(upstream.body, res);

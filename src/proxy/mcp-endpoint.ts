@@ -66,6 +66,9 @@ const CORS_BASE = {
   'access-control-expose-headers': 'WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version',
   vary: 'Origin',
 };
+/** The CORS headers of a request without an Origin (every non-browser client): one shared, read-only object. */
+const CORS_ANY_ORIGIN: Readonly<Record<string, string>> = Object.freeze({ ...CORS_BASE, 'access-control-allow-origin': '*' });
+const CORS_FOREIGN: Readonly<Record<string, string>> = Object.freeze({ vary: 'Origin' });
 
 /**
  * The endpoint of one service, routed by service-routes.ts (which a configuration reload
@@ -93,6 +96,7 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
     ? createLegacySseBridge({ upstream: definition.upstream, timeoutMs: definition.timeout_ms, maxBodyBytes: definition.max_body_bytes, metrics: observed })
     : undefined;
   // Every tools/call goes to the audit trail (WebSocket services: websocket.ts does it).
+  const scopedMethods = Object.keys(definition.method_scopes).length > 0;
   const toolAudit = context.audit ? new ToolCallAudit(context.audit, service.id, stdio ? 'stdio' : transport, definition.audit) : undefined;
 
   // Requests in the stdio or legacy SSE bridge, so a shutdown stops processes and sessions after them.
@@ -108,7 +112,8 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
     // A foreign browser Origin gets no CORS permission, for its preflight either: the browser
     // then keeps the answer (a 403) from the page.
     const foreign = checkOrigin(origin, context);
-    const corsHeaders: Record<string, string> = foreign ? { vary: 'Origin' } : { ...CORS_BASE, 'access-control-allow-origin': origin ?? '*' };
+    const corsHeaders: Readonly<Record<string, string>> = foreign ? CORS_FOREIGN
+      : origin === undefined ? CORS_ANY_ORIGIN : { ...CORS_BASE, 'access-control-allow-origin': origin };
 
     if (request.method === 'OPTIONS' && !foreign) {
       return reply.code(204).headers({
@@ -140,7 +145,7 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
 
     // Scopes by method need the parsed body: read it (bounded), decide, then forward it.
     let body: Buffer | undefined;
-    if (request.method === 'POST' && Object.keys(definition.method_scopes).length > 0) {
+    if (request.method === 'POST' && scopedMethods) {
       const scoped = await checkMethodScopes(request, definition, result.claims.scope, challengeUrl);
       if (!scoped.ok) return deny(scoped.status, scoped.kind, scoped.message, scoped.headers);
       body = scoped.body;
@@ -151,7 +156,7 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
     identifying?.end(own.ok ? 'ready' : own.kind);
     if (!own.ok) return deny(own.status, own.kind, own.message, { ...own.headers });
     // The gateway's headers last: a client's copy of one of them never reaches the server.
-    const headers = { ...upstreamRequestHeaders(request.headers, { requestId: request.id }), ...own.headers };
+    const headers = Object.assign(upstreamRequestHeaders(request.headers, { requestId: request.id }), own.headers);
     // MCP basic/transports, session management: 404 makes the client start a new session; the
     // same answer for an id never issued and for another account's, so ids reveal nothing.
     const sessionId = request.headers['mcp-session-id'];
@@ -238,7 +243,7 @@ interface ForwardStep {
   upstreamHeaders: Record<string, string>;
   /** The gateway's own headers for the server (identity, upstream token). */
   ownHeaders: Record<string, string>;
-  corsHeaders: Record<string, string>;
+  corsHeaders: Readonly<Record<string, string>>;
   /** The body, when method_scopes had to read it. */
   body: Buffer | undefined;
   sessionId: string | string[] | undefined;
@@ -277,13 +282,21 @@ async function checkMethodScopes(request: FastifyRequest, definition: McpService
   };
 }
 
-/** Records the owner of a session id the server issues, and forgets one that DELETE ended. */
+/**
+ * Records the owner of a session id the server issues, and forgets one that DELETE ended; no
+ * promise when there is neither (most answers), so forwardRequest has nothing to wait for.
+ */
 function recordSession(owners: SessionOwners, serviceId: string, accountId: string, method: string, presented: string | string[] | undefined) {
-  return async (status: number, headers: Record<string, string | string[] | undefined>) => {
-    if (status >= 300) return;
+  return (status: number, headers: Record<string, string | string[] | undefined>): Promise<void> | undefined => {
+    if (status >= 300) return undefined;
     const issued = headers['mcp-session-id'];
-    if (typeof issued === 'string' && issued !== presented) await owners.record(serviceId, issued, accountId);
-    // A record left behind only expires; a failed delete must not fail the client's DELETE.
-    if (method === 'DELETE' && typeof presented === 'string') await owners.forget(serviceId, presented).catch(() => undefined);
+    const record = typeof issued === 'string' && issued !== presented;
+    const forget = method === 'DELETE' && typeof presented === 'string';
+    if (!record && !forget) return undefined;
+    return (async () => {
+      if (record) await owners.record(serviceId, issued, accountId);
+      // A record left behind only expires; a failed delete must not fail the client's DELETE.
+      if (forget) await owners.forget(serviceId, presented).catch(() => undefined);
+    })();
   };
 }

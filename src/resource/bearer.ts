@@ -3,8 +3,9 @@
  *
  * Signature against the gateway's own key set, `iss`, `exp`/`nbf` with a small clock skew,
  * `aud` equal to the service's resource URL, `typ` at+jwt, and only asymmetric algorithms.
- * A verified token is cached (keyed by a digest of the token, bounded, until it expires), so
- * the signature is checked once per token, not once per request. Revocation still wins: the
+ * A verified token is cached (keyed by the token itself, which is in memory anyway: a digest
+ * of it cost more per request than the rest of this check; bounded, until it expires), so the
+ * signature is checked once per token, not once per request. Revocation still wins: the
  * token's grant must exist, and that answer is cached for at most one second.
  *
  * Several replicas: a grant revoked on any of them is announced on the store's `revocations`
@@ -15,7 +16,6 @@
  * set is the one in force now (`keys.publicJwks`, read per verification); a token naming a key
  * this replica does not know yet makes it re-read the stored set once (`keys.refresh`).
  */
-import { createHash } from 'node:crypto';
 import { createLocalJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 import { REVOCATIONS_CHANNEL, type Store } from '../store/index.ts';
 
@@ -83,9 +83,15 @@ export async function createBearerVerifier(options: { issuer: string; keys: Bear
 
   const unsubscribe = await store.subscribe?.(REVOCATIONS_CHANNEL, (grantId) => forgetGrant(grantId), { onReconnect: forgetAllGrants });
 
-  const grantExists = async (grantId: string): Promise<boolean> => {
+  /** What is known of a grant from the last second, without a store read; undefined: ask the store. */
+  const knownGrant = (grantId: string): boolean | undefined => {
     const cached = grants.get(grantId);
-    if (cached && Date.now() - cached.checkedAt < GRANT_CHECK_TTL_MS) return cached.exists;
+    return cached && Date.now() - cached.checkedAt < GRANT_CHECK_TTL_MS ? cached.exists : undefined;
+  };
+
+  const grantExists = async (grantId: string): Promise<boolean> => {
+    const known = knownGrant(grantId);
+    if (known !== undefined) return known;
     const before = generation;
     const exists = (await store.get('Grant', grantId)) !== undefined;
     // An event during the read may be about this grant; the next request asks again.
@@ -93,9 +99,13 @@ export async function createBearerVerifier(options: { issuer: string; keys: Bear
     return exists;
   };
 
-  const verifySignature = async (token: string, key: string): Promise<AccessTokenClaims> => {
-    const cached = verified.get(key);
-    if (cached && (cached.exp ?? 0) > Date.now() / 1000 - CLOCK_TOLERANCE_SECONDS) return cached;
+  /** Claims of a token whose signature was checked before and has not expired. */
+  const cachedClaims = (token: string): AccessTokenClaims | undefined => {
+    const cached = verified.get(token);
+    return cached && (cached.exp ?? 0) > Date.now() / 1000 - CLOCK_TOLERANCE_SECONDS ? cached : undefined;
+  };
+
+  const verifySignature = async (token: string): Promise<AccessTokenClaims> => {
     const check = () => jwtVerify(token, currentKeySet(), {
       issuer: options.issuer,
       algorithms: ALGORITHMS,
@@ -113,7 +123,7 @@ export async function createBearerVerifier(options: { issuer: string; keys: Bear
     }
     const claims = payload as AccessTokenClaims;
     if (verified.size >= MAX_CACHED_TOKENS) verified.delete(verified.keys().next().value as string);
-    verified.set(key, claims);
+    verified.set(token, claims);
     return claims;
   };
 
@@ -123,22 +133,24 @@ export async function createBearerVerifier(options: { issuer: string; keys: Bear
       await unsubscribe?.().catch(() => undefined);
     },
     async verify(token, audience) {
-      const key = createHash('sha256').update(token).digest('base64url');
-      let claims: AccessTokenClaims;
-      try {
-        claims = await verifySignature(token, key);
-      } catch {
-        return { ok: false, error: 'invalid_token', description: 'the access token is invalid or expired' };
+      // The usual request (a known token, its grant checked within the second) takes no await here.
+      let claims = cachedClaims(token);
+      if (claims === undefined) {
+        try {
+          claims = await verifySignature(token);
+        } catch {
+          return { ok: false, error: 'invalid_token', description: 'the access token is invalid or expired' };
+        }
       }
       if ((claims.exp ?? 0) + CLOCK_TOLERANCE_SECONDS < Date.now() / 1000) {
-        verified.delete(key);
+        verified.delete(token);
         return { ok: false, error: 'invalid_token', description: 'the access token expired' };
       }
       const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
       if (!audiences.includes(audience)) {
         return { ok: false, error: 'invalid_token', description: 'the access token was issued for another resource' };
       }
-      if (!claims.gid || !(await grantExists(claims.gid))) {
+      if (!claims.gid || !(knownGrant(claims.gid) ?? (await grantExists(claims.gid)))) {
         return { ok: false, error: 'invalid_token', description: 'the access token was revoked' };
       }
       return { ok: true, claims };
