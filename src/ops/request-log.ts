@@ -6,6 +6,10 @@
  * that the MCP endpoints and the authorization server write themselves.
  *
  * status 499 (nginx's "client closed request"): the client left before an answer began.
+ *
+ * Paths whose route has a sign-in handle in it (`/interaction/:uid`, `/signin/dev/:state`) are
+ * logged as the route, not with the handle: a log reader must not be able to pick up a sign-in
+ * under way (tracing does the same, tracing.ts).
  */
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
@@ -13,6 +17,8 @@ import type { Logger } from 'pino';
 import { unredactedChild } from './logger.ts';
 
 const LOGGED = Symbol('gatehouse.requestLog');
+/** Route parameters that are sign-in handles (authz/sign-in.ts, consent-routes.ts). */
+const HANDLE_IN_PATH = /:(uid|state)\b/;
 
 interface Logged extends ServerResponse {
   [LOGGED]?: { log: Logger; id: string; started: number; method: string; path: string };
@@ -42,12 +48,13 @@ export function logRequests(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
     const url = request.raw.url ?? '';
     const query = url.indexOf('?');
+    const route = request.routeOptions.url;
     (reply.raw as Logged)[LOGGED] = {
       log,
       id: request.id,
       started: performance.now(),
       method: request.method,
-      path: query === -1 ? url : url.slice(0, query),
+      path: route !== undefined && HANDLE_IN_PATH.test(route) ? route : query === -1 ? url : url.slice(0, query),
     };
     reply.raw.once('close', ended);
     done();

@@ -66,6 +66,11 @@ describe('access log', () => {
     expect(gateway.logText()).not.toContain('code_challenge=');
     expect(gateway.logText()).not.toContain('secret-query');
     expect(gateway.logs.some((line) => line.msg === 'incoming request')).toBe(false);
+    // Sign-in handles in paths are logged as their route.
+    const paths = accessLines().map((line) => (line.req as { path: string }).path);
+    expect(paths).toContain('/interaction/:uid');
+    expect(paths).toContain('/signin/dev/:state');
+    expect(paths.filter((path) => /^\/(interaction|signin)\//.test(path)).every((path) => path.includes(':'))).toBe(true);
   });
 
   it('logs 499 for a client that went away before the answer, with the id sent upstream', async () => {
