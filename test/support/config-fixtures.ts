@@ -34,9 +34,20 @@ export function base(): Record<string, unknown> {
   };
 }
 
-/** `base()` with top-level keys replaced, validated without any environment. */
-export function build(changes: Record<string, unknown> = {}): Config {
-  return buildConfig({ ...base(), ...changes }, { env: {}, source: 'test' });
+/** `base()` with top-level keys replaced, validated with `env` as the environment (default none). */
+export function build(changes: Record<string, unknown> = {}, env: Record<string, string> = {}): Config {
+  return buildConfig({ ...base(), ...changes }, { env, source: 'test' });
+}
+
+/** The `path: message` lines of `base()` with these changes; none when it is valid. */
+export function problemsWith(changes: Record<string, unknown>, env: Record<string, string> = {}): string[] {
+  try {
+    build(changes, env);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
+    throw error;
+  }
 }
 
 export function problemsOf(load: () => unknown): ConfigProblem[] {

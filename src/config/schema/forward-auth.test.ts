@@ -1,31 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../config-error.ts';
-import { buildConfig } from '../load.ts';
+import { build, problemsWith } from '../../../test/support/config-fixtures.ts';
 
 describe('forward_auth configuration', () => {
-  const base = {
-    public_url: 'https://mcp.example.com',
-    secrets: { encryption_key: Buffer.alloc(32, 1).toString('base64') },
-    identity_providers: [{ type: 'oidc', id: 'corp', issuer: 'https://sso.example.com', client_id: 'gatehouse' }],
-    access: { allow: { domains: ['example.com'] } },
-    services: { demo: { upstream: 'http://127.0.0.1:3001/mcp' } },
-  };
-  const problems = (forward_auth: unknown): string[] => {
-    try {
-      buildConfig({ ...base, forward_auth }, { env: {} });
-      return [];
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    }
-  };
+  const problems = (forward_auth: unknown): string[] => problemsWith({ forward_auth });
 
   it('is off by default and allows only loopback callers', () => {
-    expect(buildConfig(base, { env: {} }).forward_auth).toEqual({ enabled: false, allowed_ips: ['127.0.0.1/32', '::1/128'] });
+    expect(build().forward_auth).toEqual({ enabled: false, allowed_ips: ['127.0.0.1/32', '::1/128'] });
   });
 
   it('reads a comma-separated text (from ${…} or an override) as a list', () => {
-    expect(buildConfig({ ...base, forward_auth: { enabled: 'true', allowed_ips: '10.0.0.0/8, 127.0.0.1' } }, { env: {} }).forward_auth)
+    expect(build({ forward_auth: { enabled: 'true', allowed_ips: '10.0.0.0/8, 127.0.0.1' } }).forward_auth)
       .toEqual({ enabled: true, allowed_ips: ['10.0.0.0/8', '127.0.0.1'] });
   });
 
@@ -40,14 +24,7 @@ describe('forward_auth configuration', () => {
   });
 
   it('keeps services off the /forward-auth path', () => {
-    const error = (() => {
-      try {
-        buildConfig({ ...base, services: { demo: { upstream: 'http://127.0.0.1:3001/mcp', path: '/forward-auth/mcp' } } }, { env: {} });
-      } catch (caught) {
-        return caught as ConfigError;
-      }
-      return undefined;
-    })();
-    expect(error?.problems.map((problem) => problem.path)).toEqual(['services.demo.path']);
+    expect(problemsWith({ services: { demo: { upstream: 'http://127.0.0.1:3001/mcp', path: '/forward-auth/mcp' } } }).map((line) => line.split(':')[0]))
+      .toEqual(['services.demo.path']);
   });
 });

@@ -1,33 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../config-error.ts';
-import { buildConfig } from '../load.ts';
+import { build, problemsWith } from '../../../test/support/config-fixtures.ts';
 
 describe('metrics configuration', () => {
-  const base = {
-    public_url: 'https://mcp.example.com',
-    secrets: { encryption_key: Buffer.alloc(32, 1).toString('base64') },
-    identity_providers: [{ type: 'oidc', id: 'corp', issuer: 'https://sso.example.com', client_id: 'gatehouse' }],
-    access: { allow: { domains: ['example.com'] } },
-    services: { demo: { upstream: 'http://127.0.0.1:3001/mcp' } },
-  };
-  const problems = (metrics: unknown): string[] => {
-    try {
-      buildConfig({ ...base, metrics }, { env: {} });
-      return [];
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    }
-  };
+  const problems = (metrics: unknown): string[] => problemsWith({ metrics });
 
   it('is on by default, on the main port, for loopback only', () => {
-    expect(buildConfig(base, { env: {} }).metrics).toEqual({ enabled: true, allowed_ips: ['127.0.0.1/32', '::1/128'] });
+    expect(build().metrics).toEqual({ enabled: true, allowed_ips: ['127.0.0.1/32', '::1/128'] });
   });
 
   it('takes a listener of its own, with defaults, and a comma-separated list of addresses', () => {
-    expect(buildConfig({ ...base, metrics: { listen: {}, allowed_ips: '10.0.0.0/8, ::1' } }, { env: {} }).metrics)
+    expect(build({ metrics: { listen: {}, allowed_ips: '10.0.0.0/8, ::1' } }).metrics)
       .toEqual({ enabled: true, listen: { host: '127.0.0.1', port: 9464 }, allowed_ips: ['10.0.0.0/8', '::1'] });
-    expect(buildConfig({ ...base, metrics: { listen: { host: '0.0.0.0', port: '9100' }, allowed_ips: [] } }, { env: {} }).metrics)
+    expect(build({ metrics: { listen: { host: '0.0.0.0', port: '9100' }, allowed_ips: [] } }).metrics)
       .toEqual({ enabled: true, listen: { host: '0.0.0.0', port: 9100 }, allowed_ips: [] });
   });
 

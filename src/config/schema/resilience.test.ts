@@ -1,28 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../config-error.ts';
-import { buildConfig } from '../load.ts';
+import { build, problemsWith } from '../../../test/support/config-fixtures.ts';
 
 /** rate_limits, shutdown and services.<name>.circuit_breaker. */
 describe('resilience configuration', () => {
-  const base = {
-    public_url: 'https://mcp.example.com',
-    secrets: { encryption_key: Buffer.alloc(32, 1).toString('base64') },
-    identity_providers: [{ type: 'oidc', id: 'corp', issuer: 'https://sso.example.com', client_id: 'gatehouse' }],
-    access: { allow: { domains: ['example.com'] } },
-    services: { demo: { upstream: 'http://127.0.0.1:3001/mcp' } },
-  };
-  const problems = (extra: Record<string, unknown>, env: Record<string, string> = {}): string[] => {
-    try {
-      buildConfig({ ...base, ...extra }, { env });
-      return [];
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    }
-  };
+  const problems = (changes: Record<string, unknown>, env: Record<string, string> = {}): string[] => problemsWith(changes, env);
 
   it('has defaults: a breaker per service, generous rate limits, 10 s of grace', () => {
-    const config = buildConfig(base, { env: {} });
+    const config = build();
     expect(config.services.demo?.circuit_breaker).toEqual({ failures: 5, open_seconds: 10, max_open_seconds: 60 });
     expect(config.rate_limits.enabled).toBe(true);
     expect(config.rate_limits.registration.per_client_metadata).toEqual({ limit: 60, window_seconds: 60 });
@@ -31,9 +15,10 @@ describe('resilience configuration', () => {
   });
 
   it('reads rates in any unit, plural or not, and off (or false) as no limit; also from overrides', () => {
-    const config = buildConfig({ ...base, rate_limits: { token: { per_ip: '5/Seconds', per_client: 'off' }, authorize: { per_ip: false, per_client: '2/day' } } }, {
-      env: { GATEHOUSE_RATE_LIMITS__REGISTRATION__GLOBAL: '100/hour', GATEHOUSE_SERVICES__DEMO__CIRCUIT_BREAKER: 'false', GATEHOUSE_SHUTDOWN__GRACE_SECONDS: '30' },
-    });
+    const config = build(
+      { rate_limits: { token: { per_ip: '5/Seconds', per_client: 'off' }, authorize: { per_ip: false, per_client: '2/day' } } },
+      { GATEHOUSE_RATE_LIMITS__REGISTRATION__GLOBAL: '100/hour', GATEHOUSE_SERVICES__DEMO__CIRCUIT_BREAKER: 'false', GATEHOUSE_SHUTDOWN__GRACE_SECONDS: '30' },
+    );
     expect(config.rate_limits.token).toEqual({ per_ip: { limit: 5, window_seconds: 1 }, per_client: null });
     expect(config.rate_limits.authorize).toEqual({ per_ip: null, per_client: { limit: 2, window_seconds: 86_400 } });
     expect(config.rate_limits.registration.global).toEqual({ limit: 100, window_seconds: 3600 });

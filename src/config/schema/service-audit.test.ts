@@ -1,28 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../config-error.ts';
-import { buildConfig } from '../load.ts';
+import { build, problemsWith } from '../../../test/support/config-fixtures.ts';
 
 describe('services.<name>.audit configuration', () => {
-  const base = {
-    public_url: 'https://mcp.example.com',
-    secrets: { encryption_key: Buffer.alloc(32, 1).toString('base64') },
-    identity_providers: [{ type: 'oidc', id: 'corp', issuer: 'https://sso.example.com', client_id: 'gatehouse' }],
-    access: { allow: { domains: ['example.com'] } },
-  };
-  const build = (audit: unknown) => buildConfig({ ...base, services: { wiki: { upstream: 'http://127.0.0.1:3001/mcp', audit } } }, { env: {} });
-  const problems = (audit: unknown): string[] => {
-    try {
-      build(audit);
-      return [];
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    }
-  };
+  const withAudit = (audit: unknown) => ({ services: { wiki: { upstream: 'http://127.0.0.1:3001/mcp', audit } } });
+  const problems = (audit: unknown): string[] => problemsWith(withAudit(audit));
 
   it('keeps arguments out by default, and reads the text forms ${…} gives', () => {
-    expect(build(undefined).services.wiki?.audit).toEqual({ tool_arguments: false, redact: [], max_argument_bytes: 4096 });
-    expect(build({ tool_arguments: 'true', redact: ['ssn', 'connection.password'], max_argument_bytes: '1024' }).services.wiki?.audit)
+    expect(build(withAudit(undefined)).services.wiki?.audit).toEqual({ tool_arguments: false, redact: [], max_argument_bytes: 4096 });
+    expect(build(withAudit({ tool_arguments: 'true', redact: ['ssn', 'connection.password'], max_argument_bytes: '1024' })).services.wiki?.audit)
       .toEqual({ tool_arguments: true, redact: ['ssn', 'connection.password'], max_argument_bytes: 1024 });
   });
 

@@ -1,34 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../config-error.ts';
-import { buildConfig } from '../load.ts';
+import { build, problemsWith } from '../../../test/support/config-fixtures.ts';
 
 describe('tracing configuration', () => {
-  const base = {
-    public_url: 'https://mcp.example.com',
-    secrets: { encryption_key: Buffer.alloc(32, 1).toString('base64') },
-    identity_providers: [{ type: 'oidc', id: 'corp', issuer: 'https://sso.example.com', client_id: 'gatehouse' }],
-    access: { allow: { domains: ['example.com'] } },
-    services: { demo: { upstream: 'http://127.0.0.1:3001/mcp' } },
-  };
-  const problems = (tracing: unknown): string[] => {
-    try {
-      buildConfig({ ...base, tracing }, { env: {} });
-      return [];
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    }
-  };
+  const problems = (tracing: unknown): string[] => problemsWith({ tracing });
 
   it('is off by default, samples every trace and propagates, with endpoint and name left to OTEL_* variables', () => {
-    expect(buildConfig(base, { env: {} }).tracing).toEqual({ enabled: false, headers: {}, sample_ratio: 1, propagate_to_upstream: true });
+    expect(build().tracing).toEqual({ enabled: false, headers: {}, sample_ratio: 1, propagate_to_upstream: true });
   });
 
   it('takes text forms (from ${…} or an override) and vendor headers', () => {
-    const tracing = buildConfig({
-      ...base,
+    const tracing = build({
       tracing: { enabled: 'true', endpoint: 'https://otlp.example.com/v1/traces', sample_ratio: '0.25', headers: { 'x-honeycomb-team': 'key' }, service_name: 'mcp-gateway' },
-    }, { env: {} }).tracing;
+    }).tracing;
     expect(tracing).toMatchObject({ enabled: true, sample_ratio: 0.25, headers: { 'x-honeycomb-team': 'key' }, service_name: 'mcp-gateway' });
   });
 
