@@ -249,16 +249,21 @@ describe('tracing on, sign-in at an OpenID provider', () => {
   });
 });
 
+/** A gateway with the dev sign-in in front of `upstream` as its one service, with `tracing` as given (absent: the default). */
+function gatewayInFrontOf(upstream: string, tracing?: Record<string, unknown>): Promise<TestGateway> {
+  return startTestGateway({
+    identity_providers: [{ id: 'dev', type: 'dev' }],
+    access: { allow: { domains: ['example.com'] } },
+    services: { demo: { upstream, default: true } },
+    ...(tracing ? { tracing } : {}),
+  });
+}
+
 describe('tracing on, sampled out', () => {
   it('still hands the server a trace context, marked not sampled, and exports nothing', async () => {
     const collector = await startCollector();
     const upstream = await startUpstream();
-    const gateway = await startTestGateway({
-      identity_providers: [{ id: 'dev', type: 'dev' }],
-      access: { allow: { domains: ['example.com'] } },
-      services: { demo: { upstream: upstream.url, default: true } },
-      tracing: { enabled: true, endpoint: collector.url, sample_ratio: 0 },
-    });
+    const gateway = await gatewayInFrontOf(upstream.url, { enabled: true, endpoint: collector.url, sample_ratio: 0 });
     try {
       const flow = await runCodeFlow(gateway);
       const token = String((await redeem(gateway, flow)).body.access_token);
@@ -281,11 +286,7 @@ describe('tracing off (the default)', () => {
   it('passes the client\'s trace context through untouched and sends nothing', async () => {
     const collector = await startCollector();
     const upstream = await startUpstream();
-    const gateway = await startTestGateway({
-      identity_providers: [{ id: 'dev', type: 'dev' }],
-      access: { allow: { domains: ['example.com'] } },
-      services: { demo: { upstream: upstream.url, default: true } },
-    });
+    const gateway = await gatewayInFrontOf(upstream.url);
     expect(gateway.config.tracing.enabled).toBe(false);
     try {
       const flow = await runCodeFlow(gateway);
