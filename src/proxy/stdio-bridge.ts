@@ -30,11 +30,23 @@ import type { JsonRpcId } from '../errors/index.ts';
 import { sendJsonRpcError } from './http.ts';
 import { BodyTooLargeError, readBody } from './request-body.ts';
 import { launchSpec, templateValues, type TemplateIdentity } from './stdio-env.ts';
-import { StdioHost, type HostLog } from './stdio-host.ts';
+import type { HostLog, StdioHost } from './stdio-host.ts';
 import type { ProcessExit } from './stdio-process.ts';
 import type { ServiceMetrics } from './service-metrics.ts';
-import { StdioSession } from './stdio-session.ts';
+import type { StdioSession } from './stdio-session.ts';
 import type { ToolCallWatch } from './tool-calls.ts';
+
+/**
+ * The session and process classes, and the MCP SDK under them (~90 ms to load), are loaded
+ * with the first `command` service, not by every gateway at start (docs/performance.md).
+ */
+type StdioRuntime = { StdioHost: typeof StdioHost; StdioSession: typeof StdioSession };
+let stdioRuntime: Promise<StdioRuntime> | undefined;
+function loadStdioRuntime(): Promise<StdioRuntime> {
+  stdioRuntime ??= Promise.all([import('./stdio-host.ts'), import('./stdio-session.ts')])
+    .then(([host, session]) => ({ StdioHost: host.StdioHost, StdioSession: session.StdioSession }));
+  return stdioRuntime;
+}
 
 export interface StdioServiceDefinition {
   command: readonly string[];
@@ -71,6 +83,9 @@ export interface StdioBridge {
 }
 
 export function createStdioBridge(serviceId: string, definition: StdioServiceDefinition, log: HostLog, metrics?: ServiceMetrics): StdioBridge {
+  // Loading starts now, so the first request rarely waits for it.
+  const loading = loadStdioRuntime();
+  loading.catch(() => undefined);
   const idleMs = definition.idle_timeout_seconds * 1000;
   const sessions = new Map<string, StdioSession>();
   /** Sessions whose initialize is under way (no id yet), so shutdown finds them too. */
@@ -107,9 +122,9 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
     else log.error(details, `the MCP server process for ${serviceId} exited unexpectedly`);
   }
 
-  function startHost(owner: string | undefined, request: StdioRequest): StdioHost {
+  function startHost(runtime: StdioRuntime, owner: string | undefined, request: StdioRequest): StdioHost {
     const values = templateValues(definition.isolation === 'shared' ? undefined : request.identity, request.upstreamToken);
-    const host = new StdioHost(launchSpec(definition, values), {
+    const host = new runtime.StdioHost(launchSpec(definition, values), {
       owner, initializeTimeoutMs: definition.timeout_ms, log, onExit,
     });
     hosts.add(host);
@@ -120,7 +135,7 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
   }
 
   /** The host a new session of `account` joins, or why none may start. */
-  function hostFor(account: string, request: StdioRequest): StdioHost | { refused: string } {
+  function hostFor(runtime: StdioRuntime, account: string, request: StdioRequest): StdioHost | { refused: string } {
     const owner = definition.isolation === 'shared' ? undefined : account;
     if (definition.isolation !== 'session') {
       for (const host of hosts) if (!host.closed && host.owner === owner) return host;
@@ -142,7 +157,7 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
     if (owner !== undefined && own >= definition.max_processes_per_user) {
       return { refused: `you already have ${own} sessions of ${serviceId} in use, its limit per user; end one and try again` };
     }
-    return startHost(owner, request);
+    return startHost(runtime, owner, request);
   }
 
   const closeSession = (session: StdioSession) => {
@@ -190,13 +205,14 @@ export function createStdioBridge(serviceId: string, definition: StdioServiceDef
       // Streamable HTTP, session management: a request without a required session id gets 400.
       return sendJsonRpcError(res, 400, 'invalid_request', 'this server needs a session: send initialize first, then the Mcp-Session-Id it returns', id);
     }
+    const runtime = await loading;
     if (closing) return sendJsonRpcError(res, 503, 'service_unavailable', 'the gateway is shutting down', id);
-    const host = hostFor(account, request);
-    if (!(host instanceof StdioHost)) {
+    const host = hostFor(runtime, account, request);
+    if ('refused' in host) {
       request.log.warn({ event: 'stdio.limit', service: serviceId, account, reason: host.refused }, 'a new MCP session was refused by a process limit');
       return sendJsonRpcError(res, 503, 'service_unavailable', host.refused, id);
     }
-    const session: StdioSession = new StdioSession({
+    const session: StdioSession = new runtime.StdioSession({
       owner: account,
       host,
       maxBodyBytes: definition.max_body_bytes,

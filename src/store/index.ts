@@ -4,8 +4,8 @@
  * nothing else changes for callers.
  */
 import { createMemoryStore } from './memory-store.ts';
-import { createPostgresStore, type PostgresStoreConfig } from './postgres-store.ts';
-import { createRedisStore, type RedisStoreConfig } from './redis-store.ts';
+import type { PostgresStoreConfig, PostgresStoreOptions } from './postgres-store.ts';
+import type { RedisStoreConfig, RedisStoreOptions } from './redis-store.ts';
 import { createSqliteStore } from './sqlite-store.ts';
 import type { Store } from './store.ts';
 
@@ -20,8 +20,21 @@ export {
 } from './store.ts';
 export { createMemoryStore, type MemoryStoreOptions } from './memory-store.ts';
 export { createSqliteStore, type SqliteStoreOptions } from './sqlite-store.ts';
-export { createRedisStore, type RedisStoreConfig, type RedisStoreOptions } from './redis-store.ts';
-export { createPostgresStore, type PostgresStoreConfig, type PostgresStoreOptions } from './postgres-store.ts';
+export type { RedisStoreConfig, RedisStoreOptions } from './redis-store.ts';
+export type { PostgresStoreConfig, PostgresStoreOptions } from './postgres-store.ts';
+
+// The Redis and Postgres engines (and ioredis, pg) are loaded when one is made, not when the
+// gateway starts on SQLite or memory: ~60 ms of start-up (docs/performance.md).
+
+/** A Redis store (redis-store.ts). */
+export async function createRedisStore(options: RedisStoreOptions): Promise<Store> {
+  return (await import('./redis-store.ts')).createRedisStore(options);
+}
+
+/** A Postgres store (postgres-store.ts). */
+export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+  return (await import('./postgres-store.ts')).createPostgresStore(options);
+}
 export { REVOCATIONS_CHANNEL, SIGNING_KEYS_CHANNEL } from './channels.ts';
 // Sealing lives beside the store because callers seal secrets before putting them.
 export { createSealer, decodeEncryptionKey, deriveSecret, type Sealer } from './sealed.ts';
