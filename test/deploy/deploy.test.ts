@@ -87,7 +87,7 @@ describe('deploy/Dockerfile', () => {
 
   it('runs `node dist/cli.js serve` as a non-root user, configured by GATEHOUSE_CONFIG, data only in a volume', () => {
     const last = (keyword: string) => runtime.filter((instruction) => instruction.keyword === keyword).at(-1)?.args;
-    expect(JSON.parse(last('ENTRYPOINT') ?? 'null')).toEqual(['node', 'dist/cli.js', 'serve']);
+    expect(JSON.parse(last('ENTRYPOINT') ?? 'null')).toEqual(['node', '--max-semi-space-size=32', 'dist/cli.js', 'serve']);
     const user = last('USER') ?? '';
     expect(user).toMatch(/^[1-9]\d*(:\d+)?$/);
     expect(runtime.map((instruction) => instruction.args).join('\n')).toMatch(/GATEHOUSE_CONFIG=\/etc\/gatehouse\/gatehouse\.yaml/);
@@ -289,7 +289,7 @@ describe('deploy/systemd/gatehouse.service', () => {
   });
 
   it('runs the built CLI with the configuration from GATEHOUSE_CONFIG, restarted on failure', () => {
-    expect(one('ExecStart')).toMatch(/^\/usr\/bin\/node \S+\/dist\/cli\.js serve$/);
+    expect(one('ExecStart')).toMatch(/^\/usr\/bin\/node (--[\w-]+=\S+ )*\S+\/dist\/cli\.js serve$/);
     expect(service.Environment).toContain('GATEHOUSE_CONFIG=/etc/gatehouse/gatehouse.yaml');
     expect(one('EnvironmentFile')).toBe('/etc/gatehouse/gatehouse.env');
     expect(one('Restart')).toBe('on-failure');
