@@ -60,7 +60,7 @@ describe('deploy/Dockerfile', () => {
   it("builds with the README's steps, in order, then drops dev dependencies", () => {
     const readme = read('README.md');
     expect(readme).toContain('npm ci && npm run build');
-    expect(readme).toContain('node dist/cli.js serve');
+    expect(readme).toContain('node --max-semi-space-size=32 dist/cli.js serve');
     const runs = build.filter((instruction) => instruction.keyword === 'RUN').map((instruction) => instruction.args).join(' && ');
     const order = ['npm ci', 'npm run build', 'npm prune --omit=dev'].map((step) => runs.indexOf(step));
     expect(order.every((position) => position >= 0)).toBe(true);
