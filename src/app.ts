@@ -157,47 +157,12 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   registerSignInRoutes(app, interactionContext);
   registerConsentRoutes(app, interactionContext);
 
-  registerProtectedResourceMetadata(app, services, issuer);
-  const sessions = createSessionOwners(store);
-  const endpointContext = {
-    issuer,
-    access,
-    verifier: await createBearerVerifier({ issuer, keys, store }),
-    signIdentity: await createIdentityAssertionSigner(issuer, keys),
-    // A reload changes the set in place.
-    allowedOrigins: new Set<string>(config.cors.allowed_origins),
-    allowLoopbackOrigins: isLoopbackHost(config.listen.host),
-    loadAccount: accounts,
-    upstreamTokens,
-    audit,
-    sessions,
-    metrics,
-    breakers: new CircuitBreakers({ log: logger, onStateChange: metrics ? (service, state) => metrics.circuitStateChanged(service, state) : undefined }),
-    streams,
-  };
-  // One wildcard route serves every service, so that a reload can add, change and remove them.
-  const serviceRoutes = registerServiceRoutes(app, (service: ProtectedService<ServiceConfig>) => createMcpEndpoint(app, service, endpointContext), logger);
-  serviceRoutes.update(services.all());
-  const forwardAuthContext = config.forward_auth.enabled ? { ...endpointContext, services, allowedIps: config.forward_auth.allowed_ips } : undefined;
-  if (forwardAuthContext) registerForwardAuth(app, forwardAuthContext);
-  const reload = createConfigReloader(config, {
-    issuer,
-    services,
-    routes: serviceRoutes,
-    identityProviders,
-    allowedOrigins: endpointContext.allowedOrigins,
-    logger,
-    devPages: config.identity_providers.some((idp) => idp.type === 'dev'),
+  const { reload } = await serveProtectedServices(app, {
+    config, services, identityProviders, keys, store, accounts, upstreamTokens, audit, metrics, streams, logger,
     setAccess: (next) => {
       access = next;
       interactionContext.access = next;
-      endpointContext.access = next;
-      if (forwardAuthContext) forwardAuthContext.access = next;
     },
-  });
-  registerHealthRoutes(app, {
-    store, identityProviders, keys,
-    services: () => services.all().map((service) => ({ ...service, processes: serviceRoutes.endpointOf(service.id)?.processes })),
   });
   const metricsExposure = metrics ? await exposeMetrics(app, metrics, config.metrics) : undefined;
 
@@ -231,6 +196,72 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       await audit.flush();
     },
   };
+}
+
+/** What the protected services are wired from (startGateway's parts). */
+interface ProtectedServiceParts {
+  config: Config;
+  services: ReturnType<typeof createServiceCatalog<ServiceConfig>>;
+  identityProviders: ReturnType<typeof createIdentityProviders>;
+  keys: Awaited<ReturnType<typeof loadSigningKeys>>;
+  store: Store;
+  accounts: (accountId: string) => Promise<Account | undefined>;
+  upstreamTokens: ReturnType<typeof createUpstreamTokens>;
+  audit: ReturnType<typeof createAuditLog>;
+  metrics: ReturnType<typeof createMetrics> | undefined;
+  streams: OpenStreams;
+  logger: Logger;
+  /** A reload put another access policy in force: the parts outside the services take it. */
+  setAccess(next: Config['access']): void;
+}
+
+/**
+ * The protected side: each service's metadata and MCP endpoint (one wildcard route, so a
+ * reload can add, change and remove services), ForwardAuth, the reloader, and /health and /ready.
+ */
+async function serveProtectedServices(app: FastifyInstance, parts: ProtectedServiceParts): Promise<{ reload: Gateway['reload'] }> {
+  const { config, services, identityProviders, keys, store, upstreamTokens, audit, metrics, logger } = parts;
+  const issuer = config.public_url;
+  registerProtectedResourceMetadata(app, services, issuer);
+  const endpointContext = {
+    issuer,
+    access: config.access,
+    verifier: await createBearerVerifier({ issuer, keys, store }),
+    signIdentity: await createIdentityAssertionSigner(issuer, keys),
+    // A reload changes the set in place.
+    allowedOrigins: new Set<string>(config.cors.allowed_origins),
+    allowLoopbackOrigins: isLoopbackHost(config.listen.host),
+    loadAccount: parts.accounts,
+    upstreamTokens,
+    audit,
+    sessions: createSessionOwners(store),
+    metrics,
+    breakers: new CircuitBreakers({ log: logger, onStateChange: metrics ? (service, state) => metrics.circuitStateChanged(service, state) : undefined }),
+    streams: parts.streams,
+  };
+  const serviceRoutes = registerServiceRoutes(app, (service: ProtectedService<ServiceConfig>) => createMcpEndpoint(app, service, endpointContext), logger);
+  serviceRoutes.update(services.all());
+  const forwardAuthContext = config.forward_auth.enabled ? { ...endpointContext, services, allowedIps: config.forward_auth.allowed_ips } : undefined;
+  if (forwardAuthContext) registerForwardAuth(app, forwardAuthContext);
+  const reload = createConfigReloader(config, {
+    issuer,
+    services,
+    routes: serviceRoutes,
+    identityProviders,
+    allowedOrigins: endpointContext.allowedOrigins,
+    logger,
+    devPages: config.identity_providers.some((idp) => idp.type === 'dev'),
+    setAccess: (next) => {
+      parts.setAccess(next);
+      endpointContext.access = next;
+      if (forwardAuthContext) forwardAuthContext.access = next;
+    },
+  });
+  registerHealthRoutes(app, {
+    store, identityProviders, keys,
+    services: () => services.all().map((service) => ({ ...service, processes: serviceRoutes.endpointOf(service.id)?.processes })),
+  });
+  return { reload };
 }
 
 type AuthorizationServerOptions = Parameters<typeof createAuthorizationServer>[0];
