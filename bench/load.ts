@@ -46,6 +46,8 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[rank]!;
 }
 
+export const median = (values: number[]) => percentile(Float64Array.from(values).sort(), 50);
+
 function summarise(values: Float64Array): LoadResult['latencyUs'] {
   const sorted = Float64Array.from(values).sort();
   const us = (ms: number) => Math.round(ms * 1000);
