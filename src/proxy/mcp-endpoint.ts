@@ -147,7 +147,11 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
     let body: Buffer | undefined;
     if (request.method === 'POST' && scopedMethods) {
       const scoped = await checkMethodScopes(request, definition, result.claims.scope, challengeUrl);
-      if (!scoped.ok) return deny(scoped.status, scoped.kind, scoped.message, scoped.headers);
+      if (!scoped.ok) {
+        // Tool calls refused for a missing scope are tool calls too: the trail says who tried.
+        if (toolAudit && scoped.body) toolAudit.refused(scoped.body, callContext(request.id, result, request.headers['mcp-session-id']), scoped.status);
+        return deny(scoped.status, scoped.kind, scoped.message, scoped.headers);
+      }
       body = scoped.body;
     }
 
@@ -251,7 +255,7 @@ interface ForwardStep {
 
 type ScopeCheck =
   | { ok: true; body: Buffer }
-  | { ok: false; status: 400 | 403 | 413; kind: 'parse_error' | 'forbidden' | 'payload_too_large'; message: string; headers?: Record<string, string> };
+  | { ok: false; status: 400 | 403 | 413; kind: 'parse_error' | 'forbidden' | 'payload_too_large'; message: string; headers?: Record<string, string>; body?: Buffer };
 
 /** Reads the body (bounded) of a POST to a service with `method_scopes` and checks the token has the scopes its method needs. */
 async function checkMethodScopes(request: FastifyRequest, definition: McpServiceDefinition, grantedScope: string | undefined, challengeUrl: string): Promise<ScopeCheck> {
@@ -270,7 +274,7 @@ async function checkMethodScopes(request: FastifyRequest, definition: McpService
   // The challenge names everything this call needs together with what the token has, so
   // clients that re-authorize with exactly the challenge's scope keep their other rights.
   return {
-    ok: false, status: 403, kind: 'forbidden', message: `this request needs the scope ${missing.join(' ')}`,
+    ok: false, status: 403, kind: 'forbidden', message: `this request needs the scope ${missing.join(' ')}`, body,
     headers: {
       'www-authenticate': bearerChallenge({
         resourceMetadata: challengeUrl,

@@ -22,7 +22,7 @@ import type { AuditLog } from '../ops/audit.ts';
 import { scanMessages, type ScannedMessage } from './json-rpc-scan.ts';
 import { auditedArguments, compileArgumentRules, type CompiledRules } from './tool-call-arguments.ts';
 
-export type ToolCallOutcome = 'ok' | 'tool_error' | 'rpc_error' | 'upstream_error' | 'cancelled';
+export type ToolCallOutcome = 'ok' | 'tool_error' | 'rpc_error' | 'upstream_error' | 'cancelled' | 'denied';
 
 /** `services.<name>.audit` (config/schema/service-audit.ts). */
 export interface ServiceAuditSettings {
@@ -112,6 +112,13 @@ export class ToolCallAudit {
   /** Whether the lines show arguments (`audit.tool_arguments`): otherwise calls need not keep them. */
   get keepsArguments(): boolean {
     return this.#rules !== undefined;
+  }
+
+  /** Writes a `denied` line for each tool call in `body`, which the gateway refused (`status`) before forwarding. */
+  refused(body: Buffer, context: CallContext, status: number): void {
+    const found = toolCallsInBody(body, true);
+    if (!found) return;
+    for (const call of found.calls) this.record(call, context, { outcome: 'denied', status });
   }
 
   /** Writes the `tool.called` line of one finished call. */

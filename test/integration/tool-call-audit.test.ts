@@ -100,10 +100,14 @@ beforeAll(async () => {
       local: { command: [process.execPath, fixture] },
       legacy: { upstream: `http://127.0.0.1:${(legacy.address() as { port: number }).port}/sse`, transport: 'sse' },
       socket: { upstream: ws.url },
+      scoped: { upstream: demo.url, scopes: ['tools.read', 'tools.call'], method_scopes: { 'tools/call': 'tools.call' } },
     },
     log: { level: 'info', audit_file: auditFile },
   });
   for (const service of ['demo', 'shown', 'down', 'local', 'legacy', 'socket']) await tokenFor(service);
+  // A token without the scope that tools/call needs on this service.
+  const scopedFlow = await runCodeFlow(gateway, { params: { resource: `${gateway.origin}/scoped/mcp`, scope: 'tools.read' } });
+  tokens.scoped = String((await redeem(gateway, scopedFlow)).body.access_token);
 }, 30_000);
 
 afterAll(async () => {
@@ -126,6 +130,11 @@ describe('the tool-call audit trail', () => {
     const sessionless = await postCall('demo', { jsonrpc: '2.0', id: 'no-session', method: 'tools/call', params: { name: 'echo', arguments: { text: 'x' } } });
     expect(sessionless.status).toBe(400);
     await sessionless.text();
+
+    // Refused by method_scopes before it reaches the server: still a line, `denied`.
+    const refused = await postCall('scoped', { jsonrpc: '2.0', id: 'no-scope', method: 'tools/call', params: { name: 'add', arguments: { a: 1, b: 1 } } });
+    expect(refused.status).toBe(403);
+    await refused.text();
 
     // The client leaves in the middle of a streamed call.
     const session = sessions.at(-1)!;
@@ -182,8 +191,10 @@ describe('the tool-call audit trail', () => {
       ['local', 'stdio', 'crash', 'upstream_error'],
       ['legacy', 'sse', 'add', 'ok'],
       ['socket', 'websocket', 'add', 'ok'],
+      ['scoped', 'streamable-http', 'add', 'denied'],
     ]));
-    expect(calls).toHaveLength(13);
+    expect(calls).toHaveLength(14);
+    expect(calls.find((line) => line.outcome === 'denied')).toMatchObject({ rpc_id: 'no-scope', status: 403, account: 'dev:alice@example.com' });
 
     const first = calls.find((line) => line.service === 'demo' && line.outcome === 'ok')!;
     expect(first).toMatchObject({
