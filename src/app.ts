@@ -141,7 +141,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const streams = new OpenStreams();
   const shutdown = registerGracefulShutdown(app, { streams, graceMs: config.shutdown.grace_seconds * 1000, log: logger, closeUnused: () => connections.closeUnused() });
   // Before the authorization server's routes, which it puts itself in front of.
-  registerRateLimits(app, {
+  const rateLimits = registerRateLimits(app, {
     config: config.rate_limits, store, keySecret: deriveSecret(config.secrets.encryption_key, 'rate-limits'), secure, log: logger,
     onLimited: metrics ? (endpoint, scope) => metrics.rateLimited(endpoint, scope) : undefined,
   });
@@ -163,6 +163,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       access = next;
       interactionContext.access = next;
     },
+    setRateLimits: (next) => rateLimits.update(next),
   });
   const metricsExposure = metrics ? await exposeMetrics(app, metrics, config.metrics) : undefined;
 
@@ -213,6 +214,7 @@ interface ProtectedServiceParts {
   logger: Logger;
   /** A reload put another access policy in force: the parts outside the services take it. */
   setAccess(next: Config['access']): void;
+  setRateLimits(next: Config['rate_limits']): void;
 }
 
 /**
@@ -251,6 +253,7 @@ async function serveProtectedServices(app: FastifyInstance, parts: ProtectedServ
     allowedOrigins: endpointContext.allowedOrigins,
     logger,
     devPages: config.identity_providers.some((idp) => idp.type === 'dev'),
+    setRateLimits: parts.setRateLimits,
     setAccess: (next) => {
       parts.setAccess(next);
       endpointContext.access = next;

@@ -5,7 +5,7 @@
  * Reloadable: `services` (service-routes.ts keeps unchanged services' endpoints, with their
  * stdio processes and open streams, and drains replaced ones), `identity_providers`
  * (provider-reload.ts keeps unchanged providers, discovers new ones first), `access`, `cors`,
- * `reload` and `log.level`. Everything else is fixed when the gateway starts: the listening
+ * `rate_limits`, `reload` and `log.level`. Everything else is fixed when the gateway starts: the listening
  * socket, the issuer, the store, the secrets, the authorization server's clients and token
  * lifetimes, and whatever other sections configure. A reload that changes one of those
  * applies the rest and warns, naming those keys; they keep their running values until a
@@ -28,6 +28,7 @@ export interface ReloadResult {
   identityProviders: Pick<ProviderUpdate, 'added' | 'changed' | 'removed'>;
   access: boolean;
   cors: boolean;
+  rateLimits: boolean;
   logLevel: boolean;
   /** Keys whose change needs a restart; their running values stay in force. */
   needsRestart: string[];
@@ -43,13 +44,15 @@ export interface ReloadParts {
   allowedOrigins: Set<string>;
   /** Puts a new gateway-wide access policy in force. */
   setAccess(access: AccessConfig): void;
+  /** Puts new rate limits in force (rate-limits.ts). */
+  setRateLimits(limits: Config['rate_limits']): void;
   logger: Logger;
   /** Whether the dev provider's sign-in pages were set up at start. */
   devPages: boolean;
 }
 
 /** Top-level keys a reload puts in force; `log` is reloadable for its `level` only. */
-const RELOADABLE = new Set(['services', 'identity_providers', 'access', 'cors', 'reload', 'log']);
+const RELOADABLE = new Set(['services', 'identity_providers', 'access', 'cors', 'rate_limits', 'reload', 'log']);
 
 /** The keys, as paths, whose change between `current` and `next` needs a restart. */
 export function keysNeedingRestart(current: Config, next: Config): string[] {
@@ -69,6 +72,7 @@ function inForce(current: Config, next: Config): Config {
     identity_providers: next.identity_providers,
     access: next.access,
     cors: next.cors,
+    rate_limits: next.rate_limits,
     reload: next.reload,
     log: { ...current.log, level: next.log.level },
   };
@@ -106,10 +110,12 @@ export function createConfigReloader(initial: Config, parts: ReloadParts): (next
       identityProviders: { added: providers.added, changed: providers.changed, removed: providers.removed },
       access: !isDeepStrictEqual(current.access, target.access),
       cors: !isDeepStrictEqual(current.cors, target.cors),
+      rateLimits: !isDeepStrictEqual(current.rate_limits, target.rate_limits),
       logLevel: current.log.level !== target.log.level,
       needsRestart,
     };
     if (result.access) parts.setAccess(target.access);
+    if (result.rateLimits) parts.setRateLimits(target.rate_limits);
     if (result.cors) {
       parts.allowedOrigins.clear();
       for (const origin of target.cors.allowed_origins) parts.allowedOrigins.add(origin);
@@ -121,6 +127,7 @@ export function createConfigReloader(initial: Config, parts: ReloadParts): (next
       identity_providers: result.identityProviders,
       access_changed: result.access,
       cors_changed: result.cors,
+      rate_limits_changed: result.rateLimits,
     }, 'configuration reloaded');
     if (needsRestart.length > 0) {
       parts.logger.warn({ event: 'config.restart_needed', keys: needsRestart },

@@ -18,6 +18,8 @@
  * registered one for "try again later", and the status carries the rest); on /authorize, a page
  * for the person in the browser, never a redirect (the redirect URI is not verified yet).
  *
+ * The limits are reloadable (`update`, ops/config-reload.ts); counts in the current windows stay.
+ *
  * When the store cannot count, requests pass (logged): the endpoint itself answers 503 if it
  * needs the store, and an outage of the counters must not lock everyone out.
  */
@@ -63,24 +65,30 @@ const OUTAGE_LOG_MS = 60_000;
  * Puts the limits in front of the routes above as they are registered: call before
  * mountAuthorizationServer. Other routes get nothing, so proxied requests pay nothing.
  */
-export function registerRateLimits(app: FastifyInstance, options: RateLimitOptions): void {
-  if (!options.config.enabled) return;
-  const check = createRateLimitCheck(options);
+export function registerRateLimits(app: FastifyInstance, options: RateLimitOptions): { update(config: RateLimitsConfig): void } {
+  // A reload puts other limits in force (ops/config-reload.ts); turned off, the hooks stay and pass.
+  let config = options.config;
+  const check = createRateLimitCheck(options, () => config);
   app.addHook('onRoute', (route: RouteOptions) => {
     const target = ROUTES[route.url];
     if (!target) return;
     const endpoint = target.endpoint;
     const hook = async (request: FastifyRequest, reply: FastifyReply) => {
-      if (request.method !== target.method) return;
+      if (request.method !== target.method || !config.enabled) return;
       await check(endpoint, request, reply);
     };
     const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
     route.onRequest = [hook, ...existing];
   });
+  return {
+    update(next) {
+      config = next;
+    },
+  };
 }
 
-function createRateLimitCheck(options: RateLimitOptions) {
-  const { config, store, keySecret, log } = options;
+function createRateLimitCheck(options: RateLimitOptions, limits: () => RateLimitsConfig) {
+  const { store, keySecret, log } = options;
   let outageLoggedAt = 0;
   const digest = (value: string) => createHmac('sha256', keySecret).update(value).digest('base64url').slice(0, 22);
 
@@ -105,6 +113,7 @@ function createRateLimitCheck(options: RateLimitOptions) {
 
   /** The scopes of one endpoint in order, each with its limit and its key (which may need the body). */
   const scopesOf = (endpoint: RateLimitedEndpoint, request: FastifyRequest): Array<[RateLimitScope, Limit, () => Promise<string | undefined>]> => {
+    const config = limits();
     const ip = async () => request.ip;
     if (endpoint === 'registration') {
       const limits = config.registration;

@@ -236,6 +236,26 @@ describe('configuration reload', () => {
     expect((await tokenFor('b', BOB)).token).toBeTruthy();
   });
 
+  it('puts new rate limits in force, without a restart', async () => {
+    const services = { a: { upstream: streamerUrl }, b: { upstream: demo.url } };
+    const register = (name: string) => fetch(`${gateway.origin}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: name, redirect_uris: ['http://127.0.0.1:53100/callback'], token_endpoint_auth_method: 'none' }),
+    });
+    const result = await gateway.reload(configWith({ services, rate_limits: { registration: { per_client_metadata: '2/hour' } } }));
+    expect(result).toMatchObject({ rateLimits: true, needsRestart: [] });
+    expect((await register('Throttled')).status).toBe(201);
+    expect((await register('Throttled')).status).toBe(201);
+    const refused = await register('Throttled');
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+    // Turned off by the next reload: the same request passes.
+    await gateway.reload(configWith({ services, rate_limits: { enabled: false } }));
+    expect((await register('Throttled')).status).toBe(201);
+    await gateway.reload(configWith({ services }));
+  });
+
   it('serves a changed service with its new definition, metadata included', async () => {
     const result = await gateway.reload(configWith({ services: { a: { upstream: streamerUrl }, b: { upstream: demo.url, scopes: ['notes.read'] } } }));
     expect(result.services).toEqual({ added: [], changed: ['b'], removed: [] });
