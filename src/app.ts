@@ -158,7 +158,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   registerConsentRoutes(app, interactionContext);
 
   const { reload } = await serveProtectedServices(app, {
-    config, services, identityProviders, keys, store, accounts, upstreamTokens, audit, metrics, streams, logger,
+    config, services, identityProviders, keys, store, accounts, upstreamTokens, audit, metrics, tracing, streams, logger,
     setAccess: (next) => {
       access = next;
       interactionContext.access = next;
@@ -210,6 +210,7 @@ interface ProtectedServiceParts {
   upstreamTokens: ReturnType<typeof createUpstreamTokens>;
   audit: ReturnType<typeof createAuditLog>;
   metrics: ReturnType<typeof createMetrics> | undefined;
+  tracing: Awaited<ReturnType<typeof createTracing>>;
   streams: OpenStreams;
   logger: Logger;
   /** A reload put another access policy in force: the parts outside the services take it. */
@@ -238,6 +239,7 @@ async function serveProtectedServices(app: FastifyInstance, parts: ProtectedServ
     audit,
     sessions: createSessionOwners(store),
     metrics,
+    tracing: parts.tracing,
     breakers: new CircuitBreakers({ log: logger, onStateChange: metrics ? (service, state) => metrics.circuitStateChanged(service, state) : undefined }),
     streams: parts.streams,
   };

@@ -7,7 +7,6 @@
  * spans); the gateway's own are under `gatehouse.*`. The MCP one is still "development" in the
  * conventions, so it is written out here rather than imported from the incubating entry point.
  */
-import type { ServerResponse } from 'node:http';
 import {
   defaultTextMapGetter, defaultTextMapSetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
   type Attributes, type Context, type Span, type Tracer,
@@ -23,7 +22,7 @@ import {
   ATTR_SERVER_PORT, ATTR_SERVICE_NAME, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
-import type { RequestTrace, TracedRequest, TraceHop, TraceStep, Tracing, TracingConfig } from './tracing.ts';
+import type { AnswerState, RequestTrace, TracedRequest, TraceHop, TraceStep, Tracing, TracingConfig } from './tracing.ts';
 
 const ATTR_MCP_METHOD_NAME = 'mcp.method.name';
 const ATTR_GATEHOUSE_SERVICE = 'gatehouse.service';
@@ -183,7 +182,7 @@ class OtelRequestTrace implements RequestTrace {
     if (typeof mcpMethod === 'string' && /^[\w/.$-]{1,100}$/.test(mcpMethod)) this.#span.setAttribute(ATTR_MCP_METHOD_NAME, mcpMethod);
   }
 
-  finish(response: ServerResponse): void {
+  finish(response: AnswerState): void {
     const status = response.headersSent ? response.statusCode : undefined;
     for (const open of this.#open) open.endWithRequest(response);
     if (status !== undefined) this.#span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
@@ -197,7 +196,7 @@ class OtelRequestTrace implements RequestTrace {
 }
 
 interface OpenSpan {
-  endWithRequest(response: ServerResponse): void;
+  endWithRequest(response: AnswerState): void;
 }
 
 class OtelStep implements TraceStep, OpenSpan {
@@ -218,7 +217,7 @@ class OtelStep implements TraceStep, OpenSpan {
   }
 
   /** The request ended first: an exception left the step (a failed request) or the client went away. */
-  endWithRequest(response: ServerResponse): void {
+  endWithRequest(response: AnswerState): void {
     this.#open.delete(this);
     const failed = response.headersSent && response.statusCode >= 500;
     this.#span.setAttribute(ATTR_GATEHOUSE_OUTCOME, failed ? 'error' : 'abandoned');
@@ -236,11 +235,11 @@ class OtelHop implements TraceHop, OpenSpan {
     this.#open = open;
   }
 
-  endWithRequest(response: ServerResponse): void {
+  endWithRequest(response: AnswerState): void {
     this.end(response);
   }
 
-  end(response: ServerResponse): void {
+  end(response: AnswerState): void {
     if (!this.#open.delete(this)) return;
     // Headers never sent: the client went away before any answer; nothing to say about the server.
     if (!response.headersSent) {

@@ -18,6 +18,9 @@
  * started side by side (tests) don't see each other's spans.
  */
 import type { ServerResponse } from 'node:http';
+
+/** What a span needs of an answer: a response, or a WebSocket handshake's outcome. */
+export type AnswerState = Pick<ServerResponse, 'headersSent' | 'statusCode'>;
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
@@ -39,7 +42,7 @@ export interface TraceHop {
    * Ends the hop when the answer to the client is complete, with the status the client got;
    * 5xx (the server's, or the gateway's 502/504 for an unreachable or slow one) marks it as failed.
    */
-  end(response: ServerResponse): void;
+  end(response: AnswerState): void;
 }
 
 /** One HTTP request's server span and what hangs under it. */
@@ -73,7 +76,7 @@ export interface TracedRequest {
 }
 
 export interface Tracing {
-  startRequest(request: TracedRequest): RequestTrace & { finish(response: ServerResponse): void };
+  startRequest(request: TracedRequest): RequestTrace & { finish(response: AnswerState): void };
   /** Sends what is still queued, then stops (bounded by a deadline: shutdown must not hang on a dead collector). */
   shutdown(): Promise<void>;
 }

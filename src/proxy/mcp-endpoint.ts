@@ -35,6 +35,7 @@ import { createStdioBridge, type StdioServiceDefinition } from './stdio-bridge.t
 import type { CircuitBreakers } from './circuit-breaker.ts';
 import type { OpenStreams } from './open-streams.ts';
 import type { ProxyMetrics } from './service-metrics.ts';
+import type { Tracing } from '../ops/tracing.ts';
 import { callContext, ToolCallAudit, type ServiceAuditSettings } from './tool-calls.ts';
 
 export interface McpServiceDefinition extends ForwardDefinition, Omit<StdioServiceDefinition, 'command' | 'timeout_ms' | 'max_body_bytes'> {
@@ -60,6 +61,8 @@ export interface McpEndpointContext extends AuthorizationContext {
   streams?: OpenStreams | undefined;
   /** Absent: metrics are off (`metrics.enabled: false`), and nothing is measured. */
   metrics?: ProxyMetrics | undefined;
+  /** For WebSocket handshakes, which Fastify's hooks (and `request.trace`) never see; absent: tracing is off. */
+  tracing?: Tracing | undefined;
 }
 
 const CORS_BASE = {
@@ -84,7 +87,7 @@ export function createMcpEndpoint(app: FastifyInstance, service: ProtectedServic
   const settings = definition.circuit_breaker;
   const breaker = definition.command !== undefined || transport === 'sse' || !settings ? undefined
     : context.breakers?.for(service.id, definition.upstream ?? '', { failures: settings.failures, openSeconds: settings.open_seconds, maxOpenSeconds: settings.max_open_seconds });
-  const upgrade = transport === 'websocket' ? createWebSocketUpgrade(app, service, context, { metrics: observed, breaker }) : undefined;
+  const upgrade = transport === 'websocket' ? createWebSocketUpgrade(app, service, context, { metrics: observed, breaker, tracing: context.tracing }) : undefined;
   const stdio = definition.command !== undefined
     ? createStdioBridge(service.id, { ...definition, command: definition.command }, app.log.child({ service: service.id }), observed)
     : undefined;

@@ -33,6 +33,7 @@ import { isFailureStatus, type CircuitBreaker } from './circuit-breaker.ts';
 import { ToolCallAudit, type ServiceAuditSettings } from './tool-calls.ts';
 import { WebSocketToolCalls } from './websocket-tool-calls.ts';
 import type { ServiceMetrics } from './service-metrics.ts';
+import type { Tracing } from '../ops/tracing.ts';
 
 export interface WebSocketServiceDefinition extends ForwardDefinition {
   method_scopes: Readonly<Record<string, string>>;
@@ -53,6 +54,8 @@ export interface WebSocketOptions {
   metrics?: ServiceMetrics | undefined;
   /** The service's circuit breaker: judged by the server's handshakes (circuit-breaker.ts). */
   breaker?: CircuitBreaker | undefined;
+  /** Traces the handshake (`tracing.enabled`): Fastify's hooks never see an upgrade. */
+  tracing?: Tracing | undefined;
 }
 
 /** Past this many bytes queued towards one peer, the other is paused until the queue drains. */
@@ -110,11 +113,11 @@ function serverState(app: FastifyInstance): ServerState {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const upgrade = created.routes.get(pathOf(req));
-    if (!upgrade) return refuse(socket, 404, 'not_found', `no WebSocket service is served at ${pathOf(req)}`);
-    if (created.closing) return refuse(socket, 503, 'service_unavailable', 'the gateway is shutting down');
+    if (!upgrade) return refuseUpgrade(socket, 404, 'not_found', `no WebSocket service is served at ${pathOf(req)}`);
+    if (created.closing) return refuseUpgrade(socket, 503, 'service_unavailable', 'the gateway is shutting down');
     upgrade(req, socket, head).catch((error: unknown) => {
       app.log.error({ err: error }, 'unexpected error in a WebSocket upgrade');
-      refuse(socket, 500, 'internal_error', 'an unexpected error occurred');
+      refuseUpgrade(socket, 500, 'internal_error', 'an unexpected error occurred');
     });
   });
   app.addHook('preClose', async () => {
@@ -143,21 +146,33 @@ function createUpgradeHandler(service: Service, context: AuthorizationContext, s
     const given = req.headers['x-request-id'];
     const requestId = typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
     const log = baseLog.child({ reqId: requestId, service: service.id });
+    // The span covers the handshake, not the connection's life; its hop gives the server the
+    // gateway's trace context in place of the client's, as for HTTP (ops/tracing.ts).
+    const trace = options.tracing?.startRequest({ method: req.method ?? 'GET', path: service.path, route: service.path, scheme: 'http', requestId, headers: req.headers });
+    trace?.forService(service, undefined);
+    const refuse = (status: number, kind: JsonRpcErrorKind, message: string, headers?: Record<string, string>) => {
+      refuseUpgrade(socket, status, kind, message, headers);
+      trace?.finish({ headersSent: true, statusCode: status });
+    };
 
     // RFC 6455 §4.1: the key is 16 random bytes in base64.
     if (req.method !== 'GET' || String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || !/^[+/0-9A-Za-z]{22}==$/.test(String(req.headers['sec-websocket-key'] ?? ''))) {
-      return refuse(socket, 400, 'invalid_request', 'expected a WebSocket upgrade (GET with Upgrade: websocket)');
+      return refuse(400, 'invalid_request', 'expected a WebSocket upgrade (GET with Upgrade: websocket)');
     }
     if (req.headers['sec-websocket-version'] !== '13') {
       // RFC 6455 §4.4: name the version the server speaks.
-      return refuse(socket, 426, 'invalid_request', 'unsupported WebSocket version', { 'sec-websocket-version': '13' });
+      return refuse(426, 'invalid_request', 'unsupported WebSocket version', { 'sec-websocket-version': '13' });
     }
     const foreign = checkOrigin(req.headers.origin, context);
-    if (foreign) return refuse(socket, foreign.status, foreign.kind, foreign.message);
+    if (foreign) return refuse(foreign.status, foreign.kind, foreign.message);
+    const authorizing = trace?.step('gatehouse.authorize');
     const authorized = await authorizeBearer(req.headers.authorization, service, context, log);
-    if (!authorized.ok) return refuse(socket, authorized.status, authorized.kind, authorized.message, authorized.headers);
+    authorizing?.end(authorized.ok ? 'allowed' : authorized.kind, authorized.ok ? { 'gatehouse.client_id': authorized.claims.client_id } : undefined);
+    if (!authorized.ok) return refuse(authorized.status, authorized.kind, authorized.message, authorized.headers);
+    const identifying = trace?.step('gatehouse.upstream_identity');
     const own = await serviceHeaders(service, authorized, context, log);
-    if (!own.ok) return refuse(socket, own.status, own.kind, own.message, own.headers);
+    identifying?.end(own.ok ? 'ready' : own.kind);
+    if (!own.ok) return refuse(own.status, own.kind, own.message, own.headers);
 
     // The gateway's headers last: a client's copy of one of them never reaches the server.
     const headers = { ...upstreamRequestHeaders(req.headers, { requestId }), ...own.headers };
@@ -167,21 +182,25 @@ function createUpgradeHandler(service: Service, context: AuthorizationContext, s
     const breaker = options.breaker;
     if (breaker && !breaker.admit()) {
       options.metrics?.upstreamFailed('circuit_open');
-      return refuse(socket, 503, 'service_unavailable', 'the MCP server is failing; the gateway holds connections back for a moment', { 'retry-after': String(breaker.retryAfterSeconds()) });
+      return refuse(503, 'service_unavailable', 'the MCP server is failing; the gateway holds connections back for a moment', { 'retry-after': String(breaker.retryAfterSeconds()) });
     }
     const started = performance.now();
+    const hop = trace?.hop('GET', upstreamUrl, headers);
     const upstream = await connectUpstream(upstreamUrl, protocols, headers, definition.timeout_ms).catch((error: Error) => error);
     if (breaker) judgeHandshake(breaker, upstream);
     if (upstream instanceof Error) {
       const timedOut = /timed out/i.test(upstream.message);
       options.metrics?.upstreamFailed(timedOut ? 'timeout' : 'unreachable');
       log.warn({ event: 'websocket.upstream_failed', reason: upstream.message }, 'the MCP server did not accept the WebSocket');
+      hop?.end({ headersSent: true, statusCode: timedOut ? 504 : 502 });
       return timedOut
-        ? refuse(socket, 504, 'upstream_timeout', 'the MCP server did not answer in time')
-        : refuse(socket, 502, 'upstream_unavailable', 'the MCP server did not accept the WebSocket connection');
+        ? refuse(504, 'upstream_timeout', 'the MCP server did not answer in time')
+        : refuse(502, 'upstream_unavailable', 'the MCP server did not accept the WebSocket connection');
     }
+    hop?.end({ headersSent: true, statusCode: 101 });
     options.metrics?.upstreamResponded((performance.now() - started) / 1000);
     if (clientGone || socket.destroyed) {
+      trace?.finish({ headersSent: false, statusCode: 0 });
       upstream.terminate();
       return;
     }
@@ -195,6 +214,7 @@ function createUpgradeHandler(service: Service, context: AuthorizationContext, s
       relay(client, upstream, { service, context, authorized, state, log, options, token: bearerToken(req.headers.authorization), toolCalls });
     });
     // ws accepts synchronously, or refuses (a malformed key, a socket gone) and never calls back.
+    trace?.finish({ headersSent: accepted, statusCode: accepted ? 101 : 0 });
     if (!accepted) upstream.terminate();
   };
 }
@@ -385,7 +405,7 @@ function closeWith(socket: WebSocket, code: number | undefined, reason: string |
 }
 
 /** An HTTP answer on a socket that is not upgraded: status, JSON-RPC error body, then close. */
-function refuse(socket: Duplex, status: number, kind: JsonRpcErrorKind, message: string, headers: Record<string, string> = {}): void {
+function refuseUpgrade(socket: Duplex, status: number, kind: JsonRpcErrorKind, message: string, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
   const body = JSON.stringify(jsonRpcError(kind, message));
   const lines = [

@@ -12,6 +12,8 @@ import { freePort, startTestGateway, type TestGateway } from '../support/gateway
 import { HttpSession } from '../support/http-session.ts';
 import { authorizeUrl, pkcePair, redeem, registerClient, runCodeFlow, type CodeFlow, type TokenResponse } from '../support/oauth-flow.ts';
 import { signInAtUpstream, startUpstreamIdp } from '../support/upstream-idp.ts';
+import { startWebSocketServer, type RecordingWebSocketServer } from '../support/websocket-mcp.ts';
+import { WebSocket } from 'ws';
 
 interface ExportedSpan {
   traceId: string;
@@ -103,10 +105,22 @@ function mcpPost(gateway: TestGateway, path: string, token: string | undefined, 
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CLIENT_SPAN_ID = '00f067aa0ba902b7';
+const SOCKET_TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
+
+/** Opens a WebSocket through the gateway with these headers, and closes it once open. */
+function openAndClose(url: string, headers: Record<string, string>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, ['mcp'], { headers });
+    socket.once('open', () => socket.close());
+    socket.once('close', () => resolve());
+    socket.once('error', reject);
+  });
+}
 
 describe('tracing on', () => {
   let collector: Awaited<ReturnType<typeof startCollector>>;
   let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let socketServer: RecordingWebSocketServer;
   let gateway: TestGateway;
   let flow: CodeFlow;
   let tokens: TokenResponse;
@@ -116,6 +130,7 @@ describe('tracing on', () => {
   beforeAll(async () => {
     collector = await startCollector();
     upstream = await startUpstream();
+    socketServer = await startWebSocketServer(() => undefined);
     const deadPort = await freePort();
     gateway = await startTestGateway({
       identity_providers: [{ id: 'dev', type: 'dev' }],
@@ -123,6 +138,7 @@ describe('tracing on', () => {
       services: {
         demo: { upstream: upstream.url, default: true },
         gone: { upstream: `http://127.0.0.1:${deadPort}/mcp?api_key=upstream-key-in-query` },
+        socket: { upstream: socketServer.url },
       },
       tracing: { enabled: true, endpoint: collector.url, headers: { Authorization: 'Bearer collector-key' }, service_name: 'gatehouse-test' },
     });
@@ -133,6 +149,11 @@ describe('tracing on', () => {
     answers.anonymous = (await mcpPost(gateway, '/demo/mcp', undefined)).status;
     const goneFlow = await runCodeFlow(gateway, { params: { resource: `${gateway.origin}/gone/mcp` } });
     answers.gone = (await mcpPost(gateway, '/gone/mcp', String((await redeem(gateway, goneFlow)).body.access_token))).status;
+    const socketFlow = await runCodeFlow(gateway, { params: { resource: `${gateway.origin}/socket/mcp` } });
+    await openAndClose(`${gateway.origin.replace('http:', 'ws:')}/socket/mcp`, {
+      authorization: `Bearer ${String((await redeem(gateway, socketFlow)).body.access_token)}`,
+      traceparent: `00-${SOCKET_TRACE_ID}-${CLIENT_SPAN_ID}-01`,
+    });
     // Closing flushes what is queued.
     await gateway.close();
     spans = collector.spans();
@@ -141,6 +162,18 @@ describe('tracing on', () => {
   afterAll(async () => {
     await collector?.close();
     await upstream?.close();
+    await socketServer?.close();
+  });
+
+  it('traces a WebSocket handshake too, and hands the server the hop\'s context', () => {
+    const server = spans.find((span) => span.kind === SERVER && span.traceId === SOCKET_TRACE_ID);
+    expect(server).toMatchObject({ name: 'GET /socket/mcp', parentSpanId: CLIENT_SPAN_ID });
+    expect(attributesOf(server!.attributes)).toMatchObject({ 'gatehouse.service': 'socket', 'http.response.status_code': 101 });
+    const children = spans.filter((span) => span.parentSpanId === server!.spanId);
+    expect(children.find((span) => span.name === 'gatehouse.authorize')).toBeDefined();
+    const hop = children.find((span) => span.kind === CLIENT);
+    expect(hop).toBeDefined();
+    expect(socketServer.upgrades[0]?.headers.traceparent).toBe(`00-${SOCKET_TRACE_ID}-${hop!.spanId}-01`);
   });
 
   it('continues the client trace: server span, the authorization step under it, and the hop to the server', () => {
