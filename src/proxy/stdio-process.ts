@@ -59,6 +59,27 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** How long an exit waits for the rest of the group (helpers killed with the leader) to be gone. */
+const GROUP_GONE_MS = 1000;
+
+/**
+ * Resolves once no process of the group is left (signal 0 answers ESRCH), or after
+ * GROUP_GONE_MS: a SIGKILL is delivered asynchronously, so helpers may outlive their leader by
+ * a moment, and a stop that resolved before they are gone would report a process as stopped
+ * that still runs.
+ */
+async function groupGone(pid: number): Promise<void> {
+  const until = Date.now() + GROUP_GONE_MS;
+  while (Date.now() < until) {
+    try {
+      process.kill(-pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 export class StdioProcess {
   readonly pid: number | undefined;
   #child: ChildProcess;
@@ -124,7 +145,10 @@ export class StdioProcess {
         if (this.pid !== undefined) signalGroup(this.pid, 'SIGKILL');
         setTimeout(() => this.#finish(resolve, code, signal), 1000).unref();
       });
-      this.#child.once('close', (code, signal) => this.#finish(resolve, code, signal));
+      this.#child.once('close', (code, signal) => {
+        if (this.pid === undefined) this.#finish(resolve, code, signal);
+        else void groupGone(this.pid).then(() => this.#finish(resolve, code, signal));
+      });
     });
     void this.#exit.then((exit) => events.exit(exit));
   }
