@@ -87,7 +87,9 @@ describe('deploy/Dockerfile', () => {
 
   it('runs `node dist/cli.js serve` as a non-root user, configured by GATEHOUSE_CONFIG, data only in a volume', () => {
     const last = (keyword: string) => runtime.filter((instruction) => instruction.keyword === keyword).at(-1)?.args;
-    expect(JSON.parse(last('ENTRYPOINT') ?? 'null')).toEqual(['node', '--max-semi-space-size=32', 'dist/cli.js', 'serve']);
+    // tini as PID 1 reaps orphaned helpers of stdio servers; it forwards SIGTERM to the gateway.
+    expect(JSON.parse(last('ENTRYPOINT') ?? 'null')).toEqual(['/usr/bin/tini', '--', 'node', '--max-semi-space-size=32', 'dist/cli.js', 'serve']);
+    expect(runtime.some((instruction) => instruction.keyword === 'RUN' && /apt-get install .*\btini\b/.test(instruction.args))).toBe(true);
     const user = last('USER') ?? '';
     expect(user).toMatch(/^[1-9]\d*(:\d+)?$/);
     expect(runtime.map((instruction) => instruction.args).join('\n')).toMatch(/GATEHOUSE_CONFIG=\/etc\/gatehouse\/gatehouse\.yaml/);
