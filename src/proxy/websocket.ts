@@ -20,12 +20,12 @@
  * with its code and reason; pings find dead peers.
  */
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { ProtectedService } from '../authz/index.ts';
-import { jsonRpcError, type JsonRpcErrorKind, type JsonRpcId } from '../errors/index.ts';
+import { jsonRpcError, type JsonRpcErrorKind } from '../errors/index.ts';
 import { authorizeBearer, checkOrigin, serviceHeaders, type AuthorizationContext, type Authorized, type ForwardDefinition } from './authorize-request.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { scopesNeeded } from './method-scopes.ts';
@@ -33,6 +33,7 @@ import { isFailureStatus, type CircuitBreaker } from './circuit-breaker.ts';
 import { ToolCallAudit, type ServiceAuditSettings } from './tool-calls.ts';
 import { WebSocketToolCalls } from './websocket-tool-calls.ts';
 import type { ServiceMetrics } from './service-metrics.ts';
+import { closeWith, pipe, refusals, refuseUpgrade, toBuffer } from './websocket-wire.ts';
 import type { Tracing } from '../ops/tracing.ts';
 
 export interface WebSocketServiceDefinition extends ForwardDefinition {
@@ -58,11 +59,6 @@ export interface WebSocketOptions {
   tracing?: Tracing | undefined;
 }
 
-/** Past this many bytes queued towards one peer, the other is paused until the queue drains. */
-const HIGH_WATER = 1024 * 1024;
-const LOW_WATER = 256 * 1024;
-/** RFC 6455 §5.5: a close frame's reason is at most 123 bytes. */
-const MAX_REASON_BYTES = 123;
 
 export type WebSocketUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
 
@@ -349,69 +345,4 @@ function relay(client: WebSocket, upstream: WebSocket, relayContext: RelayContex
     options.metrics?.webSocketClosed();
     log.info({ event: 'websocket.close', account: authorized.account.accountId, by: closedBy, code }, 'WebSocket closed');
   }
-}
-
-/** Relays `from`'s messages to `to` as they are (text or binary), pausing `from` while `to` is backed up. */
-/** `observe` sees each message relayed (the tool-call audit). */
-function pipe(from: WebSocket, to: WebSocket, admit: (data: RawData) => boolean, observe?: (data: RawData) => void): void {
-  let paused = false;
-  from.on('message', (data, isBinary) => {
-    if (to.readyState !== WebSocket.OPEN || !admit(data)) return;
-    observe?.(data);
-    to.send(data, { binary: isBinary }, () => {
-      if (paused && to.bufferedAmount < LOW_WATER) {
-        paused = false;
-        from.resume();
-      }
-    });
-    if (!paused && to.bufferedAmount > HIGH_WATER) {
-      paused = true;
-      from.pause();
-    }
-  });
-}
-
-function toBuffer(data: RawData): Buffer {
-  return Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-}
-
-/** A JSON-RPC error for each request in a message or batch; undefined when it holds no request. */
-function refusals(body: Buffer, kind: JsonRpcErrorKind, message: string): string | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return JSON.stringify(jsonRpcError('parse_error', 'the message is not valid JSON'));
-  }
-  const items = (Array.isArray(parsed) ? parsed : [parsed]) as Array<{ id?: unknown; method?: unknown } | null>;
-  const errors = items
-    .filter((item) => item && typeof item.method === 'string' && (typeof item.id === 'string' || typeof item.id === 'number'))
-    .map((item) => jsonRpcError(kind, message, item!.id as JsonRpcId));
-  if (errors.length === 0) return undefined;
-  return JSON.stringify(Array.isArray(parsed) ? errors : errors[0]);
-}
-
-/** Starts a closing handshake, unless one is under way; a code ws refuses to send becomes 1000. */
-function closeWith(socket: WebSocket, code: number | undefined, reason: string | Buffer = ''): void {
-  if (socket.readyState === WebSocket.CLOSING || socket.readyState === WebSocket.CLOSED) return;
-  let text = typeof reason === 'string' ? reason : reason.toString('utf8');
-  while (Buffer.byteLength(text) > MAX_REASON_BYTES) text = text.slice(0, -1);
-  try {
-    if (code === undefined) socket.close();
-    else socket.close(code, text);
-  } catch {
-    socket.close(1000);
-  }
-}
-
-/** An HTTP answer on a socket that is not upgraded: status, JSON-RPC error body, then close. */
-function refuseUpgrade(socket: Duplex, status: number, kind: JsonRpcErrorKind, message: string, headers: Record<string, string> = {}): void {
-  if (socket.destroyed) return;
-  const body = JSON.stringify(jsonRpcError(kind, message));
-  const lines = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
-    ...Object.entries({ ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), connection: 'close' })
-      .map(([name, value]) => `${name}: ${value}`),
-  ];
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
 }
