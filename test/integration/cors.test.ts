@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoServer } from '../../src/demo/index.ts';
-import { buildConfig, ConfigError } from '../../src/config/index.ts';
-import { startTestGateway, testEncryptionKey, type TestGateway } from '../support/gateway.ts';
+import { build, problemsWith } from '../support/config-fixtures.ts';
+import { reloadedConfig, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { redeem, runCodeFlow } from '../support/oauth-flow.ts';
 
 const INSPECTOR = 'https://inspector.example.com';
@@ -41,19 +41,15 @@ function preflight(origin: string, path = '/demo/mcp') {
   });
 }
 
-function raw(changes: Record<string, unknown>) {
-  return {
-    public_url: gateway.origin,
-    listen: { host: '127.0.0.1', port: gateway.config.listen.port },
-    store: { type: 'memory' },
-    secrets: { encryption_key: gateway.config.secrets.encryption_key },
-    log: { level: 'info' },
+/** The gateway's configuration with these changes, for a reload. */
+function reloaded(changes: Record<string, unknown>) {
+  return reloadedConfig(gateway, {
     identity_providers: [{ id: 'dev', type: 'dev' }],
     access: { allow: { users: ['*'] } },
     services: { demo: { upstream: demo.url } },
     forward_auth: { enabled: true },
     ...changes,
-  };
+  });
 }
 
 beforeAll(async () => {
@@ -118,34 +114,17 @@ describe('CORS on the MCP endpoints', () => {
   });
 
   it('takes a new list of origins on reload', async () => {
-    const result = await gateway.reload(buildConfig(raw({ cors: { allowed_origins: [INSPECTOR, FOREIGN] } }), { env: {} }));
+    const result = await gateway.reload(reloaded({ cors: { allowed_origins: [INSPECTOR, FOREIGN] } }));
     expect(result).toMatchObject({ cors: true, needsRestart: [] });
     expect((await post(FOREIGN, token)).status).toBe(200);
-    await gateway.reload(buildConfig(raw({ cors: { allowed_origins: [] } }), { env: {} }));
+    await gateway.reload(reloaded({ cors: { allowed_origins: [] } }));
     expect((await post(INSPECTOR, token)).status).toBe(403);
   });
 });
 
 describe('cors.allowed_origins in the configuration', () => {
-  const configWith = (origins: unknown) => buildConfig({
-    public_url: 'https://mcp.example.com',
-    store: { type: 'memory' },
-    secrets: { encryption_key: testEncryptionKey() },
-    identity_providers: [{ id: 'corp', type: 'oidc', issuer: 'https://sso.example.com', client_id: 'x', client_secret: 'y' }],
-    access: { allow: { users: ['*'] } },
-    services: { demo: { upstream: 'http://127.0.0.1:9/mcp' } },
-    cors: { allowed_origins: origins },
-  }, { env: {} });
-
-  const problems = (origins: unknown) => {
-    try {
-      configWith(origins);
-      return [];
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
-    }
-  };
+  const configWith = (origins: unknown) => build({ cors: { allowed_origins: origins } });
+  const problems = (origins: unknown) => problemsWith({ cors: { allowed_origins: origins } });
 
   it('keeps origins in the form browsers send them', () => {
     expect(configWith(['HTTPS://Inspector.Example.com:443/', 'http://localhost:6274']).cors.allowed_origins)

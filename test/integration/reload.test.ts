@@ -7,8 +7,8 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoServer } from '../../src/demo/index.ts';
-import { buildConfig, ConfigError, type Config } from '../../src/config/index.ts';
-import { freePort, startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { ConfigError, type Config } from '../../src/config/index.ts';
+import { freePort, reloadedConfig, startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { HttpSession } from '../support/http-session.ts';
 import { authorizeUrl, callMcp, redeem, registerClient, runCodeFlow, type DevUser } from '../support/oauth-flow.ts';
 import { startUpstreamIdp, type UpstreamIdp } from '../support/upstream-idp.ts';
@@ -29,16 +29,7 @@ const INITIALIZE = JSON.stringify({
 
 /** The raw configuration the gateway started with, changed by `changes`, validated. */
 function configWith(changes: Record<string, unknown>): Config {
-  return buildConfig({
-    public_url: gateway.origin,
-    listen: { host: '127.0.0.1', port: gateway.config.listen.port },
-    store: { type: 'memory' },
-    secrets: { encryption_key: gateway.config.secrets.encryption_key },
-    log: { level: 'info' },
-    identity_providers: [{ id: 'dev', type: 'dev' }],
-    access: { allow: { users: ['*'] } },
-    ...changes,
-  }, { source: 'reload test', env: {} });
+  return reloadedConfig(gateway, { identity_providers: [{ id: 'dev', type: 'dev' }], access: { allow: { users: ['*'] } }, ...changes });
 }
 
 async function tokenFor(service: string, user: DevUser = ALICE): Promise<{ token: string; expiresIn: number }> {

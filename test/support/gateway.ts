@@ -30,6 +30,21 @@ export interface TestGateway extends Gateway {
   logText(): string;
 }
 
+/**
+ * The configuration a running test gateway would load on a reload: its address, store, key and
+ * log level kept, everything else from `changes` (validated as a file would be).
+ */
+export function reloadedConfig(gateway: Pick<TestGateway, 'origin' | 'config'>, changes: Record<string, unknown>, source = 'reload test'): Config {
+  return buildConfig({
+    public_url: gateway.origin,
+    listen: { host: '127.0.0.1', port: gateway.config.listen.port },
+    store: { type: 'memory' },
+    secrets: { encryption_key: gateway.config.secrets.encryption_key },
+    log: { level: 'info' },
+    ...changes,
+  }, { source, env: {} });
+}
+
 export function testEncryptionKey(): string {
   return randomBytes(32).toString('base64');
 }
